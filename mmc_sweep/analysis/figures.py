@@ -1,0 +1,248 @@
+"""PNG figures of a study: connectivity paths, Pareto scatter, optimisation history, importances.
+
+Headless by construction: figures are ``matplotlib.figure.Figure`` objects drawn on the Agg canvas,
+never pyplot, so no display and no global backend switch are involved. Each figure is exactly
+``width`` x ``height`` pixels (``figsize = px / dpi``, saved without tight bounding boxes).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from mmc_sweep.analysis.pareto import metric_column, non_dominated
+from mmc_sweep.analysis.spec import Objective, objectives
+from mmc_sweep.analysis.tables import completed, with_n_clean
+
+VIEW_ORDER = ("clean", "cue", "rand_cue", "rand_img")
+BASELINE_MARKERS = ("X", "P", "D", "v", "^", "<", ">")
+PATH_TEXT = {
+    "cue_to_ft": ("Linear paths from the cue model to each fine-tuned model",
+                  "α = 0: cue model, α = 1: fine-tuned model"),
+    "ft_to_clean": ("Linear paths from each fine-tuned model to the clean reference",
+                    "α = 0: fine-tuned model, α = 1: clean reference"),
+}
+
+
+@dataclass(frozen=True)
+class Size:
+    """Pixel size of every figure; ``dpi`` sets how large text and lines look at that size."""
+
+    width: int = 1200
+    height: int = 800
+    dpi: int = 100
+
+    def figure(self) -> Figure:
+        fig = Figure(figsize=(self.width / self.dpi, self.height / self.dpi), dpi=self.dpi, layout="constrained")
+        FigureCanvasAgg(fig)
+        return fig
+
+    def save(self, fig: Figure, file: Path) -> Path:
+        # Nudge the size by a hair so float rounding never loses a pixel (w/dpi*dpi = w - 1e-13).
+        fig.set_size_inches((self.width + 1e-3) / self.dpi, (self.height + 1e-3) / self.dpi)
+        fig.savefig(file, dpi=self.dpi, format="png")
+        return file
+
+
+def unit(metric: str) -> str:
+    """Unit of a trials column, for axis labels."""
+    if metric.startswith(("acc_", "cue_reliance")):
+        return "fraction"
+    if metric.startswith(("barrier_loss_", "loss_")):
+        return "nats"
+    return "images" if metric == "n_clean" else ""
+
+
+def axis_label(metric: str, mode: str | None = None, short: bool = False) -> str:
+    """Axis label with unit (and which way is better) for a trials column name; ``short``: two
+    lines, the column name and unit, then the direction."""
+    better = {"max": "higher is better", "min": "lower is better"}.get(mode or "", "")
+    if short:
+        name = f"{metric} ({unit(metric)})" if unit(metric) else metric
+        return f"{name}\n{better}" if better else name
+    if metric.startswith("acc_"):
+        text = f"accuracy on the {metric[4:]} view (fraction)"
+    elif metric == "cue_reliance":
+        text = "cue reliance (0 = ignores the cue, 1 = follows it)"
+    elif metric.startswith("barrier_loss_"):
+        text = f"loss barrier {metric[len('barrier_loss_'):]} (nats)"
+    elif metric.startswith("loss_"):
+        text = f"cross-entropy on the {metric[5:]} view (nats)"
+    elif metric == "n_clean":
+        text = "clean images seen (n_clean)"
+    else:
+        text = metric
+    return text + (f", {better}" if better else "")
+
+
+# ----------------------------------------------------------------------------------------- paths
+def _curve(paths: pd.DataFrame, trial_id: str, path: str) -> pd.DataFrame:
+    return paths[(paths["trial_id"] == trial_id) & (paths["path"] == path)]
+
+
+def path_figure(paths: pd.DataFrame, trials: pd.DataFrame, chosen: Sequence[str], which: str,
+                file: Path, size: Size) -> Path | None:
+    """Loss (top) and accuracy (bottom) along ``which`` paths of the chosen trials, one column per
+    view, with the base pair's cue->clean path as the dashed black reference. None if nothing to draw."""
+    by_id = trials.set_index("trial_id")
+    chosen = [t for t in chosen if t in by_id.index]
+    seeds = set(by_id.loc[chosen, "base_seed"].dropna()) if chosen else set()
+    base = trials[(trials["method"] == "base_clean") & (trials["status"] == "completed")]
+    if seeds and base["base_seed"].isin(seeds).any():
+        base = base[base["base_seed"].isin(seeds)]
+    # (legend label, path rows, is the base-pair reference)
+    curves = [(f"base pair cue→clean ({tid})", _curve(paths, tid, "cue_to_clean"), True) for tid in base["trial_id"]]
+    curves += [(f"{by_id.at[tid, 'method']} ({tid})", _curve(paths, tid, which), False) for tid in chosen]
+    curves = [c for c in curves if len(c[1])]
+    if not any(not ref for _, _, ref in curves):
+        return None
+    views = [v for v in VIEW_ORDER if v in set(paths["view"])] + sorted(set(paths["view"]) - set(VIEW_ORDER))
+    kinds = sorted(set(pd.concat([c[1] for c in curves])["kind"].dropna()))
+    bn = sorted(set(pd.concat([c[1] for c in curves])["bn_reset"].dropna()))
+    fig = size.figure()
+    axes = fig.subplots(2, len(views), sharex=True, squeeze=False)
+    colours = itertools.cycle(f"C{i}" for i in range(10))  # matplotlib's default colour cycle
+    marker = "o" if paths["alpha"].nunique() <= 21 else None  # dots only where they can be told apart
+    handles: list[Line2D] = []
+    for label, curve, ref in curves:
+        colour = "black" if ref else next(colours)
+        for kind, kind_rows in curve.groupby("kind", dropna=False):
+            name = label if len(kinds) <= 1 else f"{label} [{kind}]"
+            for j, view in enumerate(views):
+                v = kind_rows[kind_rows["view"] == view].sort_values("alpha")
+                for i, col in enumerate(("loss", "acc")):
+                    line, = axes[i][j].plot(v["alpha"], v[col], color=colour, linestyle="--" if ref else "-",
+                                            marker=marker, markersize=3, linewidth=1.5, label=name)
+            handles.append(line)
+    title, xlabel = PATH_TEXT[which]
+    for j, view in enumerate(views):
+        axes[0][j].set_title(f"{view} view")
+        axes[1][j].set_xlabel("α")
+        for i in range(2):
+            axes[i][j].grid(alpha=0.3)
+    axes[0][0].set_ylabel("loss (cross-entropy, nats)")
+    axes[1][0].set_ylabel("accuracy (fraction)")
+    fig.suptitle(f"{title}\n{xlabel}; dashed: base pair, cue model → clean reference\n"
+                 f"BatchNorm reset: {', '.join(bn) or 'unknown'}", fontsize="medium")
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize="small")
+    return size.save(fig, file)
+
+
+# ---------------------------------------------------------------------------------------- pareto
+def scatter_axes(spec: dict) -> list[Objective]:
+    """The two plotted axes: the study's first two objectives, else clean accuracy vs cue reliance."""
+    objs = objectives(spec)
+    return objs[:2] if len(objs) >= 2 else [Objective("acc_clean", "max"), Objective("cue_reliance", "min")]
+
+
+def pareto_figure(trials: pd.DataFrame, spec: dict, file: Path, size: Size) -> Path | None:
+    """Search trials on the two objectives, colour = n_clean; front ringed, baselines and bases marked."""
+    x_obj, y_obj = scatter_axes(spec)
+    done = with_n_clean(completed(trials))
+    xcol, ycol = metric_column(done, x_obj.metric), metric_column(done, y_obj.metric)
+    if xcol not in done or ycol not in done:
+        return None
+    search = done[(done["role"] == "search") & done[xcol].notna() & done[ycol].notna()]
+    others = done[done["role"] != "search"]
+    if search.empty and others.empty:
+        return None
+    fig = size.figure()
+    ax = fig.subplots()
+    n = search["n_clean"].astype(float)
+    if search.empty or n.isna().all():
+        sc = ax.scatter(search[xcol], search[ycol], color="C0", s=30, label="search trials")
+    else:
+        lo, hi = float(n.min()), float(n.max())
+        norm = LogNorm(lo, hi) if lo > 0 and hi / lo >= 10 else Normalize(lo, hi if hi > lo else lo + 1)
+        sc = ax.scatter(search[xcol], search[ycol], c=n, cmap="viridis", norm=norm, s=30, label="search trials")
+        fig.colorbar(sc, ax=ax, label="n_clean (clean images seen)")
+    if len(search):
+        signs = np.array([1.0 if o.mode == "max" else -1.0 for o in (x_obj, y_obj)])
+        pts = search[[xcol, ycol]].to_numpy(dtype=float)
+        front = pts[non_dominated(pts * signs)]
+        front = front[np.argsort(front[:, 0])]
+        ax.plot(front[:, 0], front[:, 1], color="black", linewidth=1)
+        ax.scatter(front[:, 0], front[:, 1], facecolors="none", edgecolors="black", s=90, linewidths=1.5,
+                   label="Pareto front (these two axes)")
+    baseline_index = 0
+    for method, rows in others.groupby("method", sort=True):
+        rows = rows[rows[xcol].notna() & rows[ycol].notna()]
+        if not len(rows):
+            continue
+        if (rows["role"] == "base").all():  # cue model black, clean reference white
+            style = {"marker": "s", "color": "black" if method == "base_cue" else "white"}
+            kind = "base model"
+        else:
+            marker = BASELINE_MARKERS[baseline_index % len(BASELINE_MARKERS)]
+            style = {"marker": marker, "color": f"C{baseline_index + 1}"}
+            kind, baseline_index = "baseline", baseline_index + 1
+        ax.scatter(rows[xcol], rows[ycol], edgecolors="black", s=110, zorder=3, label=f"{method} ({kind})", **style)
+    ax.set_xlabel(axis_label(x_obj.metric, x_obj.mode))
+    ax.set_ylabel(axis_label(y_obj.metric, y_obj.mode))
+    ax.set_title(f"{spec.get('name', 'study')}: search trials on the study's objectives ({len(search)} completed)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return size.save(fig, file)
+
+
+# --------------------------------------------------------------------------------------- history
+def history_figure(trials: pd.DataFrame, spec: dict, file: Path, size: Size) -> Path | None:
+    """Each objective over search trials in the order they finished, with the best so far."""
+    search = trials[trials["role"] == "search"].sort_values(["finished_at", "trial_id"], na_position="first")
+    if search.empty:
+        return None
+    objs = objectives(spec)
+    fig = size.figure()
+    axes = fig.subplots(len(objs), 1, sharex=True, squeeze=False)[:, 0]
+    number = np.arange(1, len(search) + 1)
+    ok = (search["status"] == "completed").to_numpy()
+    for ax, obj in zip(axes, objs):
+        col = metric_column(search, obj.metric)
+        values = (pd.to_numeric(search[col], errors="coerce").to_numpy(dtype=float) if col in search
+                  else np.full(len(search), np.nan))
+        values = np.where(ok, values, np.nan)
+        ax.scatter(number, values, s=18 if len(search) <= 300 else 5, color="C0", label="completed trial")
+        best = pd.Series(values).cummax() if obj.mode == "max" else pd.Series(values).cummin()
+        ax.step(number, best.to_numpy(), where="post", color="C3", linewidth=2, zorder=3, label="best so far")
+        missing = ~ok
+        if missing.any():
+            for x in number[missing]:
+                ax.axvline(x, color="grey", alpha=0.25, linewidth=0.8)
+        ax.set_ylabel(axis_label(obj.metric, obj.mode, short=True))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small",
+                  title=f"{int(missing.sum())} failed/pruned (grey lines)" if missing.any() else None)
+    axes[-1].set_xlabel("search trial (in the order finished)")
+    fig.suptitle(f"{spec.get('name', 'study')}: optimisation history of each objective")
+    return size.save(fig, file)
+
+
+# ------------------------------------------------------------------------------------ importance
+def importance_figure(importance: dict[str, dict[str, Any]], spec: dict, file: Path, size: Size) -> Path | None:
+    """Horizontal bars of parameter importance, one panel per objective (or why it is unavailable)."""
+    if not importance:
+        return None
+    fig = size.figure()
+    axes = fig.subplots(1, len(importance), squeeze=False)[0]
+    for ax, (metric, entry) in zip(axes, importance.items()):
+        ax.set_title(f"{metric} ({entry['mode']}), {entry['n_trials']} trials")
+        if entry["importances"]:
+            names = list(entry["importances"])[::-1]  # largest on top
+            ax.barh(names, [entry["importances"][n] for n in names], color="C0")
+            ax.set_xlim(0, 1)
+            ax.set_xlabel("importance (share of total, PED-ANOVA)")
+            ax.set_ylabel("searched parameter")
+            ax.grid(axis="x", alpha=0.3)
+        else:
+            ax.text(0.5, 0.5, entry["note"], ha="center", va="center", wrap=True, transform=ax.transAxes)
+            ax.set_axis_off()
+    fig.suptitle(f"{spec.get('name', 'study')}: which searched parameters mattered")
+    return size.save(fig, file)

@@ -1,0 +1,180 @@
+"""Read a study folder: the resolved spec (``study.yaml``) and the finished Parquet part files.
+
+Only finished part files are read: the harness writes ``.<name>`` and renames it into place, and
+names starting with ``.`` or ``_`` are skipped, so a running study can be read at any time. A large
+study has thousands of one-row part files, so the cost is opening files (~0.7 ms of CPU each), not
+decoding rows: trials files are read one after another (threads only contend for the GIL on such
+small files), path files (hundreds of rows each) in a small thread pool; only the columns the
+analysis uses are read, and schemas are unified so a column missing from, or all-null in, some
+files is kept.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import yaml
+
+from mmc_sweep.analysis.spec import objectives
+from mmc_sweep.errors import InputError
+
+VIEWS = ("clean", "cue", "rand_cue", "rand_img")
+SPEC_HASH_KEY = b"mmc_sweep.spec_hash"
+# Columns every trials frame has after loading (missing ones are added as nulls).
+ID_COLUMNS = ("trial_id", "role", "status", "method", "base_seed")
+INFO_COLUMNS = ("error", "device", "duration_s", "finished_at")
+METRIC_COLUMNS = tuple(f"acc_{v}" for v in VIEWS) + ("cue_reliance",)
+# Barriers the method table and figures show: paths from/to the cue and clean models, on the cue
+# and clean views. The others (rand_* views, accuracy barriers) stay in the Parquet files.
+BARRIER_COLUMNS = tuple(
+    f"barrier_loss_{path}_{view}" for path in ("cue_to_ft", "ft_to_clean", "cue_to_clean") for view in ("cue", "clean")
+)
+_PATH_THREADS = 2  # path part files decode enough rows each for a second thread to pay off
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing DataFrames has no single truth value
+class Study:
+    """A study as the analysis sees it. ``trials`` has one row per finished trial, every status."""
+
+    folder: Path
+    spec: dict[str, Any]
+    trials: pd.DataFrame
+    spec_hashes: tuple[str, ...]  # distinct ``mmc_sweep.spec_hash`` values of the trials part files
+    path_trial_ids: frozenset[str]  # trials whose paths part file is written
+    unreadable: tuple[str, ...]  # part files that could not be read (named, then skipped)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name") or self.folder.name)
+
+
+def part_files(folder: Path) -> list[Path]:
+    """Finished part files of one dataset folder, sorted; none if the folder does not exist yet."""
+    if not folder.is_dir():
+        return []
+    return sorted(folder / n for n in os.listdir(folder) if n.endswith(".parquet") and not n.startswith((".", "_")))
+
+
+def read_spec(folder: Path) -> dict[str, Any]:
+    """``study.yaml`` as a dict; :class:`InputError` if the folder is not a study."""
+    spec_file = folder / "study.yaml"
+    if not spec_file.is_file():
+        what = "folder does not exist" if not folder.exists() else "no study.yaml"
+        raise InputError(f"{folder}: not a study folder ({what}); expected <storage>/<study>/study.yaml")
+    try:
+        spec = yaml.safe_load(spec_file.read_text())
+    except yaml.YAMLError as err:
+        raise InputError(f"{spec_file}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(spec, dict):
+        raise InputError(f"{spec_file}: expected a mapping of study settings, got {type(spec).__name__}")
+    return spec
+
+
+def _trials_column_wanted(spec: dict[str, Any]) -> Callable[[str], bool]:
+    """Columns the analysis uses: identity, parameters, metrics, shown barriers, objectives."""
+    keep = set(ID_COLUMNS + INFO_COLUMNS + METRIC_COLUMNS + BARRIER_COLUMNS)
+    keep |= {o.metric for o in objectives(spec)}
+    return lambda name: name in keep or name.startswith("param_")
+
+
+def _read_one(path: Path, wanted: Callable[[str], bool] | None) -> tuple[pa.Table | None, bytes | None]:
+    try:
+        pf = pq.ParquetFile(path, memory_map=True)
+        schema = pf.schema_arrow
+        columns = None if wanted is None else [c for c in schema.names if wanted(c)]
+        # One-row files: threads inside a file only add overhead; pandas metadata is not needed.
+        table = pf.read(columns=columns, use_threads=False, use_pandas_metadata=False)
+    except (OSError, pa.ArrowException):  # a damaged file: reported by name, the rest is still read
+        return None, None
+    return table, (schema.metadata or {}).get(SPEC_HASH_KEY)
+
+
+def read_parts(files: Iterable[Path], wanted: Callable[[str], bool] | None = None, threads: int = 1,
+               ) -> tuple[pa.Table | None, list[bytes | None], list[Path]]:
+    """Concatenate part files (schemas unified, nulls promoted); also their spec hashes and unreadable files."""
+    files = list(files)
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(lambda f: _read_one(f, wanted), files))
+    else:
+        results = [_read_one(f, wanted) for f in files]
+    tables = [t for t, _ in results if t is not None]
+    bad = [f for f, (t, _) in zip(files, results) if t is None]
+    hashes = [h for t, h in results if t is not None]
+    if not tables:
+        return None, hashes, bad
+    return pa.concat_tables(tables, promote_options="permissive"), hashes, bad
+
+
+def _normalise_trials(table: pa.Table | None) -> pd.DataFrame:
+    """Trials as pandas, with every column the analysis relies on present (nulls where missing)."""
+    df = pd.DataFrame() if table is None else table.to_pandas()
+    for col in ID_COLUMNS + INFO_COLUMNS + METRIC_COLUMNS + BARRIER_COLUMNS:
+        if col not in df.columns:
+            df[col] = None if col in ID_COLUMNS + ("error", "device", "finished_at") else float("nan")
+    for col in METRIC_COLUMNS + BARRIER_COLUMNS + ("duration_s",):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    df["finished_at"] = pd.to_datetime(df["finished_at"], utc=True, errors="coerce")
+    # A trial written twice replaces its part file, so ids are unique; keep the latest row anyway.
+    df = df.sort_values(["finished_at", "trial_id"], na_position="first", kind="stable")
+    return df.drop_duplicates("trial_id", keep="last").reset_index(drop=True)
+
+
+def load_study(folder: str | Path) -> Study:
+    """Read a study folder (running, interrupted, finished or still empty)."""
+    folder = Path(folder)
+    spec = read_spec(folder)
+    results = folder / "results"
+    table, hashes, bad = read_parts(part_files(results / "trials"), _trials_column_wanted(spec))
+    path_files = part_files(results / "paths")
+    distinct = tuple(sorted({h.decode(errors="replace") for h in hashes if h}))
+    return Study(
+        folder=folder,
+        spec=spec,
+        trials=_normalise_trials(table),
+        spec_hashes=distinct,
+        path_trial_ids=frozenset(f.stem for f in path_files),  # part files are named <trial_id>.parquet
+        unreadable=tuple(str(f) for f in bad),
+    )
+
+
+def read_paths(folder: str | Path, trial_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """Path rows of some trials (all when ``trial_ids`` is None), as pandas.
+
+    Part files are named by trial id, so only those files are opened; a trial whose file is not
+    found by name is looked up by a filtered scan of the whole dataset.
+    """
+    paths_dir = Path(folder) / "results" / "paths"
+    files = part_files(paths_dir)
+    if trial_ids is None:
+        table, _, _ = read_parts(files, threads=_PATH_THREADS)
+        return _paths_frame(table)
+    wanted = set(trial_ids)
+    by_name = [f for f in files if f.stem in wanted]
+    table, _, _ = read_parts(by_name, threads=_PATH_THREADS)
+    found = set() if table is None else set(table.column("trial_id").to_pylist())
+    rest = wanted - found
+    if rest and files:
+        dataset = ds.dataset([str(f) for f in files], format="parquet")
+        scan = dataset.to_table(filter=ds.field("trial_id").isin(sorted(rest)))
+        table = scan if table is None else pa.concat_tables([table, scan], promote_options="permissive")
+    return _paths_frame(table)
+
+
+def _paths_frame(table: pa.Table | None) -> pd.DataFrame:
+    columns = ["trial_id", "path", "kind", "bn_reset", "alpha", "view", "loss", "acc"]
+    if table is None or table.num_rows == 0:
+        return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("alpha", "loss", "acc") else "object")
+                             for c in columns})
+    df = table.to_pandas()
+    for col in columns:
+        if col not in df.columns:
+            df[col] = "linear" if col == "kind" else None
+    return df

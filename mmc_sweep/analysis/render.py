@@ -1,0 +1,233 @@
+"""Print reports as rich tables, Markdown, CSV or JSON.
+
+Every section becomes a :class:`Block` (title, columns, rows of plain values, caption); each format
+renders blocks its own way. JSON prints the report object itself, so scripts get raw numbers.
+Units: accuracies and cue reliance are fractions in [0, 1], loss barriers are nats.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sys
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+FORMATS = ("table", "markdown", "csv", "json")
+SECTIONS = ("summary", "methods", "pareto", "importance")
+UNITS = "accuracies and cue_reliance are fractions in [0, 1]; barriers are loss barriers in nats (view after @)"
+BASE_CLEAN_NOTE = "base_clean's cue→ft barriers are the base pair's cue→clean path"
+HEADERS = {
+    "n_models": "n",
+    "barrier_loss_cue_to_ft_cue": "cue→ft @cue",
+    "barrier_loss_cue_to_ft_clean": "cue→ft @clean",
+    "barrier_loss_ft_to_clean_cue": "ft→clean @cue",
+    "barrier_loss_ft_to_clean_clean": "ft→clean @clean",
+    "on_objective_front": "objective front",
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    """One printed table: ``rows`` are dicts keyed by ``columns``."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[dict[str, Any], ...]
+    caption: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def header(column: str) -> str:
+    if column in HEADERS:
+        return HEADERS[column]
+    return column[len("param_"):] if column.startswith("param_") else column
+
+
+def cell(column: str, value: Any) -> str:
+    """A value as printed in tables and Markdown (CSV and JSON keep raw values)."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if column == "metric":
+        return header(str(value))
+    if isinstance(value, (int, float)) and column.startswith("delta"):
+        whole = abs(value) >= 1 and float(value).is_integer()  # image counts (n_clean)
+        return f"{value:+.0f}" if whole else f"{value:+.3f}"
+    if isinstance(value, float):
+        # Parameters span decades (learning rates); metrics are fractions or nats: 3 decimals.
+        return f"{value:.4g}" if column.startswith("param_") or column in ("n_clean", "value") else f"{value:.3f}"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------- analyze blocks
+def summary_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
+    """Human-readable summary lines (label, value)."""
+    by_role = ", ".join(f"{r} {s[f'{r}_finished']}/{s[f'{r}_expected']}" for r in ("base", "baseline", "search"))
+    hash_text = s["spec_hash"] or "— (no trials yet)"
+    if not s["spec_hash_consistent"]:
+        hash_text += "  (WARNING: part files from different specs)"
+    lines = [
+        ("study", s["study"]), ("folder", s["folder"]), ("spec hash", hash_text),
+        ("trials finished", f"{s['trials_finished']} (completed {s['trials_completed']}, failed {s['trials_failed']}, "
+                            f"pruned {s['trials_pruned']})"),
+        ("finished / expected", by_role),
+        ("still missing", str(s["trials_missing"])),
+        ("compute time", f"{s['compute_time']} ({s['compute_seconds']:.0f} s, summed over trials)"),
+        ("devices", s["devices"] or "—"),
+        ("objectives", s["objectives"]),
+    ]
+    if s["trials_without_paths"]:
+        lines.append(("without path curves", str(s["trials_without_paths"])))
+    if s["unreadable_part_files"]:
+        lines.append(("unreadable part files", str(s["unreadable_part_files"])))
+    return [{"setting": k, "value": v} for k, v in lines]
+
+
+def status_lines(s: dict[str, Any]) -> list[str]:
+    """What a reader must know before the tables: empty, still running, or damaged."""
+    lines = []
+    if s["trials_finished"] == 0:
+        expected = s["base_expected"] + s["baseline_expected"] + s["search_expected"]
+        lines.append(f"study {s['study']}: no finished trials yet (0 of {expected} expected); nothing to analyse.")
+    elif s["trials_missing"]:
+        lines.append(f"{s['trials_missing']} trial(s) still missing: the study is running or was interrupted; "
+                     f"tables use the {s['trials_finished']} finished trial(s).")
+    if s["unreadable_part_files"]:
+        lines.append(f"{s['unreadable_part_files']} part file(s) could not be read and were skipped.")
+    return lines
+
+
+def analyze_blocks(report: dict[str, Any], sections: tuple[str, ...] = SECTIONS) -> list[Block]:
+    s = report["summary"]
+    blocks = []
+    if "summary" in sections:
+        blocks.append(Block(f"Study {s['study']}", ("setting", "value"), tuple(summary_rows(s))))
+    if s["trials_finished"] == 0:
+        return blocks
+    if "methods" in sections:
+        cols = ("method", "role", "trial_id", "n_models", "acc_clean", "acc_cue", "acc_rand_cue", "acc_rand_img",
+                "cue_reliance", "n_clean", "barrier_loss_cue_to_ft_cue", "barrier_loss_cue_to_ft_clean",
+                "barrier_loss_ft_to_clean_cue", "barrier_loss_ft_to_clean_clean")
+        blocks.append(Block("Methods", cols, tuple(report["methods"]), caption=UNITS,
+                            notes=(s["best_rule"], BASE_CLEAN_NOTE, "n = models averaged (one per base seed)")))
+    if "pareto" in sections:
+        rows = tuple(report["pareto"])
+        cols = tuple(rows[0]) if rows else ("trial_id",)
+        blocks.append(Block("Pareto front", cols, rows, caption=f"non-dominated over {s['pareto_axes']}",
+                            notes=("objective front = also non-dominated on the study's objectives alone",)))
+    if "importance" in sections:
+        blocks.append(importance_block(report["importance"]))
+    return blocks
+
+
+def importance_block(importance: dict[str, Any]) -> Block:
+    rows = []
+    for metric, entry in importance.items():
+        base = {"objective": f"{metric} ({entry['mode']})", "n_trials": entry["n_trials"]}
+        if entry["importances"]:
+            rows += [{**base, "parameter": p, "importance": v} for p, v in entry["importances"].items()]
+        else:
+            rows.append({**base, "parameter": None, "importance": None, "note": entry["note"]})
+    notes = (f"evaluator: {next(iter(importance.values()))['evaluator']}; shares sum to 1 per objective",) \
+        if importance else ("not computed (--no-importance)",)
+    cols = ("objective", "n_trials", "parameter", "importance") + (("note",) if any("note" in r for r in rows) else ())
+    return Block("Parameter importance", cols, tuple(rows), notes=notes)
+
+
+def compare_blocks(report: dict[str, Any]) -> list[Block]:
+    studies = report["studies"]
+    overview = tuple({"study": s["label"], "folder": s["folder"], "completed": s["trials_completed"],
+                      "missing": s["trials_missing"], "spec hash": s["spec_hash"]} for s in studies)
+    rows = tuple(report["methods"])
+    cols = tuple(rows[0]) if rows else ("method", "role", "metric")
+    notes = (studies[0]["best_rule"] if studies else "", "delta = study minus the first study")
+    return [Block("Studies", ("study", "folder", "completed", "missing", "spec hash"), overview),
+            Block("Methods compared", cols, rows, caption=UNITS, notes=notes)]
+
+
+# ------------------------------------------------------------------------------------- formats
+def _console(out: TextIO) -> Console:
+    # Wide tables: a pipe or file gets 200 columns instead of rich's default 80.
+    width = None if out.isatty() else max(200, shutil.get_terminal_size((200, 40)).columns)
+    return Console(file=out, width=width, highlight=False, soft_wrap=False)
+
+
+def print_rich(blocks: list[Block], lines: list[str], out: TextIO) -> None:
+    console = _console(out)
+    for line in lines:
+        console.print(f"[bold yellow]{line}[/]")
+    for block in blocks:
+        table = Table(title=f"[bold]{block.title}[/]", caption=block.caption or None, title_justify="left")
+        numeric = {c for c in block.columns if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+                                                   for r in block.rows)}
+        for col in block.columns:
+            table.add_column(header(col), justify="right" if col in numeric else "left", overflow="fold")
+        for row in block.rows:
+            table.add_row(*(cell(c, row.get(c)) for c in block.columns))
+        if not block.rows:
+            table.add_row(*(["(none)"] + [""] * (len(block.columns) - 1)))
+        console.print(table)
+        for note in block.notes:
+            console.print(f"  [dim]{note}[/]")
+        console.print()
+
+
+def markdown(blocks: list[Block], lines: list[str]) -> str:
+    parts = [f"> {line}\n" for line in lines]
+    for block in blocks:
+        parts.append(f"## {block.title}\n")
+        esc = [header(c).replace("|", "\\|") for c in block.columns]
+        parts.append("| " + " | ".join(esc) + " |")
+        parts.append("|" + "|".join("---" for _ in block.columns) + "|")
+        for row in block.rows:
+            parts.append("| " + " | ".join(cell(c, row.get(c)).replace("|", "\\|") for c in block.columns) + " |")
+        if not block.rows:
+            parts.append("| (none) |" + " |" * (len(block.columns) - 1))
+        parts.append("")
+        parts += [f"*{text}*  " for text in ((block.caption,) if block.caption else ()) + block.notes]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def csv_text(blocks: list[Block], raw_summary: dict[str, Any] | None) -> str:
+    """CSV with raw values; several sections are separated by a ``# <title>`` line and a blank line."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    several = len(blocks) > 1
+    for i, block in enumerate(blocks):
+        if several:
+            buf.write(("\n" if i else "") + f"# {block.title}\n")
+        if raw_summary is not None and block.columns == ("setting", "value"):
+            writer.writerow(["key", "value"])
+            writer.writerows([k, "" if v is None else v] for k, v in raw_summary.items())
+            continue
+        writer.writerow(block.columns)
+        writer.writerows(["" if row.get(c) is None else row.get(c) for c in block.columns] for row in block.rows)
+    return buf.getvalue()
+
+
+def json_text(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False)
+
+
+def emit(report: dict[str, Any], blocks: list[Block], lines: list[str], fmt: str, out: TextIO,
+         raw_summary: dict[str, Any] | None = None) -> None:
+    """Write one report in format ``fmt`` to ``out``; for csv and json the status lines go to stderr
+    so that stdout stays machine-readable."""
+    if fmt in ("csv", "json"):
+        for line in lines:
+            print(line, file=sys.stderr)
+    if fmt == "json":
+        out.write(json_text(report) + "\n")
+    elif fmt == "csv":
+        out.write(csv_text(blocks, raw_summary))
+    elif fmt == "markdown":
+        out.write(markdown(blocks, lines))
+    else:
+        print_rich(blocks, lines, out)

@@ -1,0 +1,99 @@
+"""The analyses as plain, JSON-able records: what ``analyze`` and ``compare`` print in every format.
+
+``analyze``: ``{summary: dict, methods: [row], pareto: [row], importance: {objective: entry}}``.
+``compare``: ``{studies: [summary], methods: [row per method and metric, one column per study,
+plus the difference of each study from the first]}``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mmc_sweep.analysis.load import Study
+from mmc_sweep.analysis.pareto import front_axes, pareto_front
+from mmc_sweep.analysis.tables import (BARRIERS, DEFAULT_TOLERANCE_PP, DEFAULT_TOP, METRICS, method_table,
+                                       summary)
+
+# Counts stored as float64 beside nulls in pandas; reported as integers when whole.
+INTEGER_COLUMNS = frozenset({"n_clean", "n_models", "base_seed", "param_n_clean"})
+
+
+def plain(value: Any, column: str = "") -> Any:
+    """A JSON-able Python value: NaN/NaT -> None, numpy -> Python, timestamps -> ISO 8601."""
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if column in INTEGER_COLUMNS and value.is_integer():
+            return int(value)
+    return value
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a frame as dicts of plain values, columns in frame order."""
+    cols = list(frame.columns)
+    return [{c: plain(v, c) for c, v in zip(cols, row)} for row in frame.itertuples(index=False, name=None)]
+
+
+def analyze_report(study: Study, top: int = DEFAULT_TOP, tolerance_pp: float = DEFAULT_TOLERANCE_PP,
+                   importance: bool = True) -> dict[str, Any]:
+    """Summary, method table, Pareto front and (unless ``importance`` is False) importances."""
+    axes = ", ".join(o.label for o in front_axes(study.trials, study.spec))
+    report: dict[str, Any] = {
+        "summary": {**{k: plain(v) for k, v in summary(study, tolerance_pp).items()}, "pareto_axes": axes},
+        "methods": records(method_table(study.trials, study.spec, top, tolerance_pp)),
+        "pareto": records(pareto_front(study.trials, study.spec)),
+        "importance": {},
+    }
+    if importance:
+        from mmc_sweep.analysis.importance import param_importances  # lazy: the only Optuna user
+
+        report["importance"] = param_importances(study.trials, study.spec)
+    return report
+
+
+def study_labels(studies: Sequence[Study]) -> list[str]:
+    """Column labels of compared studies: the study name, made unique with the folder when needed."""
+    names = [s.name for s in studies]
+    labels = [n if names.count(n) == 1 else f"{n} ({s.folder})" for n, s in zip(names, studies)]
+    return [lab if labels.count(lab) == 1 else f"{lab} #{i + 1}" for i, lab in enumerate(labels)]
+
+
+def compare_report(studies: Sequence[Study], tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> dict[str, Any]:
+    """Method tables of several studies aligned by (method, role), one row per metric.
+
+    Each row has one column per study (its label) and ``delta <label>`` = that study minus the
+    first study. The best search trial (top 1) stands for each study's search. Metrics no study
+    has for a method (e.g. ``n_clean`` of base models) are left out.
+    """
+    labels = study_labels(studies)
+    tables = [method_table(s.trials, s.spec, 1, tolerance_pp) for s in studies]
+    keys: list[tuple[str, str]] = []
+    for table in tables:
+        keys += [k for k in zip(table["method"], table["role"]) if k not in keys]
+    rows: list[dict[str, Any]] = []
+    for method, role in keys:
+        found = [t[(t["method"] == method) & (t["role"] == role)] for t in tables]
+        for metric in METRICS + BARRIERS:
+            values = [plain(f[metric].iloc[0], metric) if len(f) else None for f in found]
+            if all(v is None for v in values):  # e.g. n_clean of base models: nothing to compare
+                continue
+            row: dict[str, Any] = {"method": method, "role": role, "metric": metric}
+            row.update(zip(labels, values))
+            for label, value in zip(labels[1:], values[1:]):
+                first = values[0]
+                row[f"delta {label}"] = None if value is None or first is None else plain(value - first, metric)
+            rows.append(row)
+    return {
+        "studies": [{"label": lab, **{k: plain(v) for k, v in summary(s, tolerance_pp).items()}}
+                    for lab, s in zip(labels, studies)],
+        "methods": rows,
+    }

@@ -1,0 +1,141 @@
+"""The study summary and the paper's method table, computed from the trials rows with pandas.
+
+Method table: one row per model kind, labelled by the trials' ``method`` values: the base models
+(``base_cue``, ``base_clean``), each baseline (averaged over base seeds when there are several) and
+the best search trials. "Best" is :func:`best_rule`: among completed search trials whose clean
+accuracy is within ``tolerance_pp`` percentage points of the best clean accuracy, the lowest cue
+reliance (ties: higher clean accuracy, then trial id).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mmc_sweep.analysis.load import Study
+from mmc_sweep.analysis.spec import baseline_methods, expected_rows, objectives
+
+DEFAULT_TOLERANCE_PP = 2.0  # percentage points of clean accuracy a "best" trial may give up
+DEFAULT_TOP = 3  # best search trials shown in the method table
+METRICS = ("acc_clean", "acc_cue", "acc_rand_cue", "acc_rand_img", "cue_reliance", "n_clean")
+BARRIERS = (
+    "barrier_loss_cue_to_ft_cue",
+    "barrier_loss_cue_to_ft_clean",
+    "barrier_loss_ft_to_clean_cue",
+    "barrier_loss_ft_to_clean_clean",
+)
+METHOD_COLUMNS = ("method", "role", "trial_id", "n_models") + METRICS + BARRIERS
+BASE_METHODS = ("base_cue", "base_clean")
+ROLES = ("base", "baseline", "search")
+STATUSES = ("completed", "failed", "pruned")
+
+
+def best_rule(tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> str:
+    """The selection rule of the best search trials, in words (printed with every method table)."""
+    return (
+        f"best search trials: lowest cue_reliance among completed search trials whose acc_clean is within "
+        f"{tolerance_pp:g} pp of the best acc_clean (ties: higher acc_clean, then trial id)"
+    )
+
+
+def completed(trials: pd.DataFrame) -> pd.DataFrame:
+    return trials[trials["status"] == "completed"]
+
+
+def with_n_clean(trials: pd.DataFrame) -> pd.DataFrame:
+    """``n_clean`` column (clean images the method saw) from ``param_n_clean``; null for base models."""
+    out = trials.copy()
+    out["n_clean"] = pd.to_numeric(trials["param_n_clean"], errors="coerce") if "param_n_clean" in trials else np.nan
+    return out
+
+
+def rank_search(trials: pd.DataFrame, tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> pd.DataFrame:
+    """Completed search trials, best first by :func:`best_rule`; column ``within_tolerance`` added."""
+    s = completed(trials)
+    s = s[(s["role"] == "search") & s["acc_clean"].notna() & s["cue_reliance"].notna()].copy()
+    if s.empty:
+        s["within_tolerance"] = pd.Series(dtype=bool)
+        return s
+    # 1e-9 absorbs float noise so a trial exactly tolerance_pp below the best still qualifies.
+    s["within_tolerance"] = s["acc_clean"] >= s["acc_clean"].max() - tolerance_pp / 100.0 - 1e-9
+    s["_neg_acc"] = -s["acc_clean"]
+    s = s.sort_values(["within_tolerance", "cue_reliance", "_neg_acc", "trial_id"],
+                      ascending=[False, True, True, True], kind="stable")
+    return s.drop(columns="_neg_acc").reset_index(drop=True)
+
+
+def _row(method: str, role: str, rows: pd.DataFrame) -> dict:
+    """One method-table row: the mean over ``rows`` (models of one kind, e.g. one per base seed)."""
+    out: dict = {"method": method, "role": role, "trial_id": ",".join(sorted(map(str, rows["trial_id"]))),
+                 "n_models": int(len(rows))}
+    for col in METRICS + BARRIERS:
+        out[col] = float(rows[col].mean()) if col in rows and rows[col].notna().any() else np.nan
+    return out
+
+
+def method_table(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,
+                 tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> pd.DataFrame:
+    """The paper's method table (columns :data:`METHOD_COLUMNS`), completed trials only.
+
+    ``base_clean`` is the fine-tuned end of the base pair, so its ``cue_to_ft`` barriers are the
+    base pair's ``cue_to_clean`` path; its ``ft_to_clean`` (a path to itself) and both of
+    ``base_cue``'s paths are not measured and stay null.
+    """
+    done = with_n_clean(completed(trials))
+    rows: list[dict] = []
+    for method in BASE_METHODS:
+        sel = done[(done["role"] == "base") & (done["method"] == method)].copy()
+        if method == "base_clean":
+            for view in ("cue", "clean"):
+                sel[f"barrier_loss_cue_to_ft_{view}"] = sel[f"barrier_loss_cue_to_clean_{view}"]
+        if len(sel):
+            rows.append(_row(method, "base", sel))
+    baselines = done[done["role"] == "baseline"]
+    listed = baseline_methods(spec)
+    order = listed + sorted(set(baselines["method"].dropna()) - set(listed))
+    for method in order:
+        sel = baselines[baselines["method"] == method]
+        if len(sel):
+            rows.append(_row(method, "baseline", sel))
+    best = rank_search(done, tolerance_pp).head(max(top, 0))
+    for i in range(len(best)):
+        rows.append(_row(str(best["method"].iloc[i]), "search", best.iloc[[i]]))
+    return pd.DataFrame(rows, columns=list(METHOD_COLUMNS))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
+
+
+def summary(study: Study, tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> dict:
+    """Name, spec hash, trial counts by status and role, what is still missing, compute time, devices."""
+    t = study.trials
+    present = {role: int((t["role"] == role).sum()) for role in ROLES}
+    expected = expected_rows(study.spec)
+    missing = {role: max(0, expected[role] - present[role]) for role in ROLES}
+    # Completed models should have path curves; the cue model is an endpoint and has none of its own.
+    needs_paths = completed(t)[completed(t)["method"] != "base_cue"]["trial_id"]
+    seconds = float(t["duration_s"].sum(min_count=1)) if len(t) else 0.0
+    seconds = 0.0 if np.isnan(seconds) else seconds
+    devices = sorted({str(d) for d in t["device"].dropna()})
+    out = {
+        "study": study.name,
+        "folder": str(study.folder),
+        "spec_hash": ", ".join(study.spec_hashes) if study.spec_hashes else None,
+        "spec_hash_consistent": len(study.spec_hashes) <= 1,
+        "trials_finished": int(len(t)),
+        **{f"trials_{s}": int((t["status"] == s).sum()) for s in STATUSES},
+        **{f"{role}_finished": present[role] for role in ROLES},
+        **{f"{role}_expected": expected[role] for role in ROLES},
+        "trials_missing": int(sum(missing.values())),
+        "trials_without_paths": int((~needs_paths.isin(study.path_trial_ids)).sum()),
+        "unreadable_part_files": len(study.unreadable),
+        "compute_seconds": seconds,
+        "compute_time": _duration(seconds),
+        "devices": ", ".join(devices) if devices else None,
+        "objectives": ", ".join(o.label for o in objectives(study.spec)),
+        "best_rule": best_rule(tolerance_pp),
+    }
+    return out

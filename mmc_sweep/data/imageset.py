@@ -1,0 +1,50 @@
+"""A labelled set of images held as two tensors, with batching that never touches single samples."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: tensors have no single truth value; compare fields
+class ImageSet:
+    """Images ``x`` (N, 3, H, W) float32 in [0, 1] and labels ``y`` (N,) int64, on one device."""
+
+    x: Tensor
+    y: Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4 or self.y.ndim != 1 or self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"ImageSet: expected x (N, C, H, W) and y (N,), got {tuple(self.x.shape)} and {tuple(self.y.shape)}")
+        if self.y.dtype != torch.int64:
+            raise ValueError(f"ImageSet: labels must be int64, got {self.y.dtype}")
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def to(self, device: str | torch.device) -> ImageSet:
+        return ImageSet(self.x.to(device), self.y.to(device))
+
+    def subset(self, index: Tensor) -> ImageSet:
+        """The images at ``index`` (LongTensor of positions or a bool mask), in that order."""
+        index = index.to(self.x.device)
+        return ImageSet(self.x[index], self.y[index])
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yield ``(x, y)`` batches: shuffled with ``generator`` (a CPU generator) when given, in order otherwise."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+        n = len(self)
+        stop = n - n % batch_size if drop_last else n
+        if generator is None:
+            for start in range(0, stop, batch_size):
+                yield self.x[start:start + batch_size], self.y[start:start + batch_size]
+            return
+        order = torch.randperm(n, generator=generator).to(self.x.device)
+        for start in range(0, stop, batch_size):
+            idx = order[start:start + batch_size]
+            yield self.x[idx], self.y[idx]

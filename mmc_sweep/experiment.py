@@ -1,0 +1,87 @@
+"""The steps every experiment shares, as plain functions: train a base model, fine-tune it,
+and measure a model (views, invariance, paths to other models) into flat metric names.
+
+The example script and the study harness both use these, so a number means the same everywhere.
+"""
+from __future__ import annotations
+
+import torch
+
+from mmc_sweep.config import FinetuneSpec, ModelSpec, PathSpec, TrainSpec
+from mmc_sweep.data import CueTask
+from mmc_sweep.finetune import finetune
+from mmc_sweep.models import CueModel, create_model
+from mmc_sweep.paths import barriers, evaluate_path
+from mmc_sweep.train import EpochCallback, train_model
+
+BASE_KINDS = ("cue", "clean")  # the cue model trains on the cue mixture; the clean reference on no cue
+
+
+def pick_device(use_cuda: bool = True) -> torch.device:
+    """CUDA when asked for and present, else CPU. Never implicit: callers pass the result on."""
+    return torch.device("cuda") if use_cuda and torch.cuda.is_available() else torch.device("cpu")
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)
+
+
+def new_model(task: CueTask, spec: ModelSpec, seed: int, device: torch.device) -> CueModel:
+    torch.manual_seed(seed)
+    return create_model(spec.arch, task.num_classes, width=spec.width).to(device)
+
+
+def train_base(
+    task: CueTask,
+    kind: str,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    device: torch.device,
+    on_epoch: EpochCallback | None = None,
+    resume: dict | None = None,
+) -> CueModel:
+    """Train the cue model (``kind='cue'``) or the clean reference (``kind='clean'``)."""
+    if kind not in BASE_KINDS:
+        raise ValueError(f"base kind: expected one of {BASE_KINDS}, got {kind!r}")
+    data = task.train if kind == "cue" else task.train_clean
+    model = new_model(task, model_spec, train_spec.seed, device)
+    return train_model(model, data, train_spec, on_epoch=on_epoch, resume=resume)
+
+
+def finetune_cue_model(
+    task: CueTask,
+    cue_model: CueModel,
+    spec: FinetuneSpec,
+    on_epoch: EpochCallback | None = None,
+    resume: dict | None = None,
+) -> CueModel:
+    """Fine-tune the cue model on ``spec.n_clean`` clean training images (CBFT also sees cue images)."""
+    clean = task.clean_subset(spec.n_clean, spec.seed)
+    return finetune(cue_model, clean, spec, cue_data=task.train_cue, on_epoch=on_epoch, resume=resume)
+
+
+def measure_paths(
+    task: CueTask,
+    pairs: dict[str, tuple[CueModel, CueModel]],
+    spec: PathSpec,
+    seed: int = 0,
+) -> tuple[dict[str, float], list[dict]]:
+    """Evaluate the linear path of every named pair; return flat barrier metrics and the path rows.
+
+    Metrics are ``barrier_loss_<path>_<view>`` (nats) and ``barrier_acc_<path>_<view>`` (fraction),
+    plus the ``barrier_mid_*`` variants; rows carry ``path``, ``kind``, ``bn_reset`` too.
+    """
+    bn_data = {"clean": task.train_clean, "cue": task.train_cue}
+    metrics: dict[str, float] = {}
+    rows: list[dict] = []
+    for path, (a, b) in pairs.items():
+        curve = evaluate_path(a, b, task.views, spec, bn_data=bn_data, seed=seed)
+        for view, values in barriers(curve).items():
+            for name, value in values.items():
+                metrics[f"{name}_{path}_{view}"] = value
+        rows += [{"path": path, "kind": "linear", "bn_reset": spec.bn_reset.label, **r} for r in curve]
+    return metrics, rows
+

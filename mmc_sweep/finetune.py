@@ -1,0 +1,194 @@
+"""Fine-tuning methods that start from the cue model and see a small clean subset.
+
+Each method is ``method(cue_model, clean, spec, cue_data=None, on_epoch=None, resume=None) -> model``:
+it returns a new model and never changes ``cue_model``. Registered in ``METHODS``.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from mmc_sweep.config import FinetuneSpec
+from mmc_sweep.data import ImageSet
+from mmc_sweep.models import CueModel
+from mmc_sweep.train import EpochCallback, fit
+
+Method = Callable[..., CueModel]
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str) -> Callable[[Method], Method]:
+    def wrap(fn: Method) -> Method:
+        METHODS[name] = fn
+        return fn
+
+    return wrap
+
+
+def finetune(
+    cue_model: CueModel,
+    clean: ImageSet,
+    spec: FinetuneSpec,
+    cue_data: ImageSet | None = None,
+    on_epoch: EpochCallback | None = None,
+    resume: dict | None = None,
+) -> CueModel:
+    """Run ``spec.method``; unknown methods raise ``ValueError`` listing the valid ones."""
+    if spec.method not in METHODS:
+        raise ValueError(f"finetune.method: unknown method {spec.method!r}; valid: {', '.join(sorted(METHODS))}")
+    return METHODS[spec.method](cue_model, clean, spec, cue_data=cue_data, on_epoch=on_epoch, resume=resume)
+
+
+def total_epochs(spec: FinetuneSpec) -> int:
+    """Epochs a method reports through ``on_epoch`` (lpft counts its probe epochs too)."""
+    return spec.probe_epochs + spec.epochs if spec.method == "lpft" else spec.epochs
+
+
+def _fresh_copy(cue_model: CueModel) -> CueModel:
+    model = copy.deepcopy(cue_model)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+def _fit_full(model: CueModel, step_loss, clean: ImageSet, spec: FinetuneSpec, on_epoch, resume) -> None:
+    fit(
+        model, model.parameters(), step_loss, clean,
+        epochs=spec.epochs, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
+        batch_size=spec.batch_size, seed=spec.seed, on_epoch=on_epoch, resume=resume,
+    )
+
+
+@register("naive_ft")
+def naive_ft(cue_model, clean, spec, cue_data=None, on_epoch=None, resume=None) -> CueModel:
+    """Fine-tune every weight with cross-entropy on the clean subset."""
+    model = _fresh_copy(cue_model)
+    _fit_full(model, lambda x, y, epoch, rng: F.cross_entropy(model(x), y), clean, spec, on_epoch, resume)
+    return model.eval()
+
+
+def _probe(model: CueModel, clean: ImageSet, spec: FinetuneSpec, epochs: int, lr: float, on_epoch, resume) -> None:
+    """Re-initialise the head and train it on frozen features of the clean subset (BN in eval mode)."""
+    if resume is None:
+        gen = torch.Generator().manual_seed(spec.seed)
+        bound = 1.0 / model.feature_dim**0.5  # nn.Linear's default init range
+        with torch.no_grad():
+            w = (torch.rand(model.head.weight.shape, generator=gen) * 2 - 1) * bound
+            b = (torch.rand(model.head.bias.shape, generator=gen) * 2 - 1) * bound
+            model.head.weight.copy_(w)
+            model.head.bias.copy_(b)
+    model.eval()
+    with torch.no_grad():  # the trunk is frozen: its features are computed once, not every epoch
+        feats = torch.cat([model.features(x) for x, _ in clean.batches(1024)])
+    # features ride in an ImageSet as (N, D, 1, 1) "images" so the one training loop batches them
+    fit(
+        model, model.head.parameters(), lambda f, y, epoch, rng: F.cross_entropy(model.head(f.flatten(1)), y),
+        ImageSet(feats[:, :, None, None], clean.y),
+        epochs=epochs, lr=lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
+        batch_size=spec.batch_size, seed=spec.seed, on_epoch=on_epoch, resume=resume,
+    )
+
+
+@register("llrt")
+def llrt(cue_model, clean, spec, cue_data=None, on_epoch=None, resume=None) -> CueModel:
+    """Last-layer re-training: a new head on the cue model's frozen features."""
+    model = _fresh_copy(cue_model)
+    _probe(model, clean, spec, spec.epochs, spec.lr, on_epoch, resume)
+    return model.eval()
+
+
+def _staged(on_epoch: EpochCallback | None, stage: str, offset: int) -> EpochCallback | None:
+    """Report epochs of one stage of a two-stage method with global epoch numbers."""
+    if on_epoch is None:
+        return None
+    return lambda epoch, loss, ckpt: on_epoch(epoch + offset, loss, lambda: {**ckpt(), "stage": stage})
+
+
+@register("lpft")
+def lpft(cue_model, clean, spec, cue_data=None, on_epoch=None, resume=None) -> CueModel:
+    """LLRT for ``probe_epochs`` at ``probe_lr``, then full fine-tuning for ``epochs`` at ``lr``."""
+    model = _fresh_copy(cue_model)
+    stage = resume.get("stage", "probe") if resume else "probe"
+    if stage == "probe":
+        _probe(model, clean, spec, spec.probe_epochs, spec.probe_lr, _staged(on_epoch, "probe", 0), resume)
+        resume = None
+    step = lambda x, y, epoch, rng: F.cross_entropy(model(x), y)  # noqa: E731
+    _fit_full(model, step, clean, spec, _staged(on_epoch, "full", spec.probe_epochs), resume)
+    return model.eval()
+
+
+def sample_t(distribution: str, rng: torch.Generator) -> float:
+    """Where on the path (0 = cue model, 1 = fine-tuned model) the barrier loss is measured."""
+    if distribution == "uniform":
+        return float(torch.rand((), generator=rng))
+    if distribution == "beta":  # Beta(2, 2), favouring the middle: the median of three uniforms
+        return float(torch.rand(3, generator=rng).median())
+    if distribution == "midpoint":
+        return 0.5
+    raise ValueError(f"finetune.t_distribution: unknown {distribution!r}")
+
+
+def interpolated_state(start: nn.Module, end: nn.Module, t: float) -> dict[str, torch.Tensor]:
+    """Parameters and buffers of ``(1-t)·start + t·end``; gradients flow to ``end``'s parameters.
+
+    Integer buffers (BatchNorm's batch counter) are copied from ``end``.
+    """
+    state = {}
+    fixed = dict(start.named_parameters()) | dict(start.named_buffers())
+    for name, value in list(end.named_parameters()) + list(end.named_buffers()):
+        if value.is_floating_point():
+            state[name] = (1 - t) * fixed[name].detach() + t * value
+        else:
+            state[name] = value.clone()
+    return state
+
+
+def class_mean_distance(a: torch.Tensor, ya: torch.Tensor, b: torch.Tensor, yb: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Mean squared distance between class means of L2-normalised features, over classes in both sets."""
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    one_a = F.one_hot(ya, num_classes).to(a.dtype)  # (N, C): batched class sums, no Python loop
+    one_b = F.one_hot(yb, num_classes).to(b.dtype)
+    count_a, count_b = one_a.sum(0), one_b.sum(0)
+    mean_a = one_a.T @ a / count_a.clamp(min=1).unsqueeze(1)
+    mean_b = one_b.T @ b / count_b.clamp(min=1).unsqueeze(1)
+    shared = (count_a > 0) & (count_b > 0)
+    if not shared.any():
+        return a.sum() * 0
+    return (mean_a[shared] - mean_b[shared]).pow(2).sum(1).mean()
+
+
+@register("cbft")
+def cbft(cue_model, clean, spec, cue_data=None, on_epoch=None, resume=None) -> CueModel:
+    """Connectivity-based fine-tuning: cross-entropy on clean data, plus
+
+    * barrier loss ``|margin - CE|`` of the interpolated model ``(1-t)·cue + t·ft`` on cue data, with
+      gradients reaching the fine-tuned weights through the interpolation (``functional_call``);
+    * invariance loss pulling together class means of normalised features of clean and cue images.
+    """
+    if cue_data is None:
+        raise ValueError("cbft needs cue_data: images carrying the cue (e.g. CueTask.train_cue)")
+    model = _fresh_copy(cue_model)
+    start = copy.deepcopy(cue_model).requires_grad_(False)
+    num_classes = model.head.out_features
+
+    def step_loss(x: torch.Tensor, y: torch.Tensor, epoch: int, rng: torch.Generator) -> torch.Tensor:
+        feats = model.features(x)
+        loss = F.cross_entropy(model.head(feats), y)
+        if epoch < spec.warmup_epochs:
+            return loss
+        pick = torch.randint(len(cue_data), (spec.cue_batch_size,), generator=rng).to(cue_data.x.device)
+        xc, yc = cue_data.x[pick], cue_data.y[pick]
+        if spec.lambda_barrier > 0:
+            path_logits = functional_call(model, interpolated_state(start, model, sample_t(spec.t_distribution, rng)), (xc,))
+            loss = loss + spec.lambda_barrier * (spec.barrier_margin - F.cross_entropy(path_logits, yc)).abs()
+        if spec.lambda_invariance > 0:
+            loss = loss + spec.lambda_invariance * class_mean_distance(feats, y, model.features(xc), yc, num_classes)
+        return loss
+
+    _fit_full(model, step_loss, clean, spec, on_epoch, resume)
+    return model.eval()

@@ -1,0 +1,292 @@
+"""A study file (YAML) validated into typed, frozen dataclasses before anything starts.
+
+Every problem becomes one ``InputError`` line naming the file and the key, with a close-match
+suggestion for misspelt keys and names.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmc_sweep.config import (
+    VIEWS, BNResetSpec, DataSpec, FinetuneSpec, ModelSpec, PathSpec, TrainSpec, _check, _help, spec_hash, to_dict,
+)
+from mmc_sweep.errors import InputError
+from mmc_sweep.finetune import METHODS
+from mmc_sweep.models import model_names
+
+SAMPLERS = ("tpe", "nsga2", "random", "grid")
+PARAM_TYPES = ("float", "int", "categorical")
+# metrics a trial reports that an objective may name (barrier metrics are checked by pattern)
+OBJECTIVE_METRICS = tuple(f"{k}_{v}" for k in ("acc", "loss") for v in VIEWS) + ("cue_reliance", "pred_consistency", "rep_cosine")
+SEARCHABLE = tuple(f.name for f in dataclasses.fields(FinetuneSpec) if f.name != "method")
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """The cue model and the clean reference: trained once per seed and shared by every trial."""
+
+    epochs: int = _help("training epochs of each base model", 8)
+    lr: float = _help("peak learning rate", 0.05)
+    momentum: float = _help("SGD momentum", 0.9)
+    weight_decay: float = _help("L2 weight decay", 5e-4)
+    batch_size: int = _help("images per step", 128)
+    seeds: tuple[int, ...] = _help("one cue model and one clean reference per seed", (0,))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        _check(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "base.seeds", "a non-empty list of distinct integers", list(self.seeds))
+        self.train_spec(self.seeds[0])  # validates the training settings
+
+    def train_spec(self, seed: int) -> TrainSpec:
+        return TrainSpec(epochs=self.epochs, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                         batch_size=self.batch_size, seed=seed)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched fine-tuning setting."""
+
+    name: str = _help("a fine-tuning setting (a key of `finetune`)", "lr")
+    type: str = _help("float | int | categorical", "float")
+    low: float = _help("lower bound (float, int)", 0.0)
+    high: float = _help("upper bound (float, int)", 1.0)
+    log: bool = _help("sample on a log scale (float, int)", False)
+    step: float = _help("grid step for int/float (0 = none; grid sampler needs choices or a step)", 0.0)
+    choices: tuple = _help("values (categorical)", ())
+
+    def __post_init__(self) -> None:
+        key = f"search.space.{self.name}"
+        object.__setattr__(self, "choices", tuple(self.choices))
+        _check(self.type in PARAM_TYPES, f"{key}.type", f"one of {PARAM_TYPES}", self.type)
+        if self.type == "categorical":
+            _check(len(self.choices) > 0, f"{key}.choices", "a non-empty list", list(self.choices))
+            return
+        _check(self.low < self.high, key, "low < high (a non-empty range)", f"low={self.low}, high={self.high}")
+        _check(not self.log or self.low > 0, f"{key}.low", "a number > 0 with log: true", self.low)
+        _check(self.step >= 0, f"{key}.step", "a number >= 0", self.step)
+        if self.type == "int":
+            _check(float(self.low).is_integer() and float(self.high).is_integer(), key, "integer bounds", f"{self.low}, {self.high}")
+
+    def grid(self) -> list:
+        """The values a grid search visits."""
+        if self.type == "categorical":
+            return list(self.choices)
+        if not self.step:
+            raise ValueError(f"search.space.{self.name}: expected `step` or type categorical for the grid sampler")
+        count = int(round((self.high - self.low) / self.step)) + 1
+        values = [self.low + i * self.step for i in range(count)]
+        return [int(v) for v in values] if self.type == "int" else values
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    metric: str = _help("a trial metric, e.g. acc_rand_cue, cue_reliance, barrier_loss_cue_to_ft_cue", "acc_rand_cue")
+    mode: str = _help("max | min", "max")
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("max", "min"), "search.objectives.mode", "max or min", self.mode)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What Optuna searches and how many trials Ray Tune runs."""
+
+    num_samples: int = _help("fine-tuning trials of the search", 12)
+    sampler: str = _help("tpe | nsga2 | random | grid", "tpe")
+    seed: int = _help("seed of the sampler", 0)
+    max_concurrent: int = _help("trials running at once (0 = as many as resources allow)", 0)
+    objectives: tuple[ObjectiveSpec, ...] = _help("metrics to optimise", (ObjectiveSpec("acc_rand_cue", "max"), ObjectiveSpec("cue_reliance", "min")))
+    space: tuple[ParamSpec, ...] = _help("searched fine-tuning settings", ())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "objectives", tuple(self.objectives))
+        object.__setattr__(self, "space", tuple(self.space))
+        _check(self.num_samples >= 1, "search.num_samples", "an integer >= 1", self.num_samples)
+        _check(self.max_concurrent >= 0, "search.max_concurrent", "an integer >= 0", self.max_concurrent)
+        _check(len(self.objectives) > 0, "search.objectives", "a non-empty list", [])
+        if self.sampler == "grid":
+            for p in self.space:
+                p.grid()
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """Per trial. ``gpu`` may be a fraction (0.25: four trials share one GPU)."""
+
+    cpu: float = _help("CPUs per trial (also torch's thread count)", 1.0)
+    gpu: float = _help("GPUs per trial, may be fractional", 0.0)
+
+    def __post_init__(self) -> None:
+        _check(self.cpu > 0, "resources.cpu", "a number > 0", self.cpu)
+        _check(self.gpu >= 0, "resources.gpu", "a number >= 0", self.gpu)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str = _help("study name: its folder under the storage root", "study")
+    data: DataSpec = _help("dataset and cue", DataSpec())
+    model: ModelSpec = _help("architecture", ModelSpec())
+    base: BaseSpec = _help("base models", BaseSpec())
+    finetune: FinetuneSpec = _help("fixed fine-tuning settings of every trial", FinetuneSpec())
+    baselines: tuple[str, ...] = _help("methods run once each at their defaults, as reference rows", ())
+    search: SearchSpec = _help("the search", SearchSpec())
+    paths: PathSpec = _help("interpolation paths", PathSpec())
+    resources: ResourceSpec = _help("per-trial resources", ResourceSpec())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+        _check(bool(self.name) and "/" not in self.name and not self.name.startswith("."), "name", "a folder name (no '/')", self.name)
+
+    @property
+    def hash(self) -> str:
+        return spec_hash(self)
+
+    def finetune_spec(self, params: dict[str, Any]) -> FinetuneSpec:
+        """The fine-tuning settings of one trial: the fixed ones with the searched ``params`` on top."""
+        return dataclasses.replace(self.finetune, **params)
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
+def _suggest(word: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against the type ``hint`` and convert it (lists to tuples, mappings to specs)."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key}: expected a list, got {value!r}")
+        item = typing.get_args(hint)[0] if typing.get_args(hint) else Any
+        return tuple(_convert(v, item, key) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, raw: Any, key: str) -> Any:
+    """Construct spec ``cls`` from a mapping: unknown keys and wrong types are errors naming the key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{key}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for name, value in raw.items():
+        full = f"{key}.{name}" if key else str(name)
+        if name not in names:
+            raise ValueError(f"{full}: unknown key{_suggest(str(name), names)}; valid: {', '.join(names)}")
+        kwargs[name] = _convert(value, hints[name], full)
+    return cls(**kwargs)
+
+
+def _space(raw: Any) -> list[dict]:
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        raise ValueError(f"search.space: expected a mapping of setting -> range, got {raw!r}")
+    out = []
+    for name, body in raw.items():
+        if name not in SEARCHABLE:
+            raise ValueError(f"search.space.{name}: not a fine-tuning setting{_suggest(str(name), SEARCHABLE)}")
+        if not isinstance(body, dict):
+            raise ValueError(f"search.space.{name}: expected a mapping like {{type: float, low: ..., high: ...}}, got {body!r}")
+        out.append({"name": name, **body})
+    return out
+
+
+def _objectives(raw: Any) -> list:
+    if raw is None:
+        return list(to_dict(o) for o in SearchSpec().objectives)
+    if not isinstance(raw, list):
+        raise ValueError(f"search.objectives: expected a list of {{metric, mode}}, got {raw!r}")
+    return raw
+
+
+def _check_names(spec: StudySpec) -> None:
+    methods = sorted(METHODS)
+    _check_one(spec.finetune.method, methods, "finetune.method")
+    for b in spec.baselines:
+        _check_one(b, methods, "baselines")
+    _check_one(spec.model.arch, model_names(), "model.arch")
+    _check_one(spec.search.sampler, SAMPLERS, "search.sampler")
+    for o in spec.search.objectives:
+        if o.metric not in OBJECTIVE_METRICS and not o.metric.startswith(("barrier_loss_", "barrier_acc_")):
+            raise ValueError(f"search.objectives.metric: unknown metric {o.metric!r}{_suggest(o.metric, OBJECTIVE_METRICS)}; valid: {', '.join(OBJECTIVE_METRICS)}, barrier_<loss|acc>_<path>_<view>")
+    if spec.search.sampler != "grid" and len(spec.search.space) == 0:
+        raise ValueError("search.space: expected at least one searched setting (or sampler: grid)")
+    for p in spec.search.space:  # each searched value must make a valid FinetuneSpec
+        probe = p.choices[0] if p.type == "categorical" else (int(p.low) if p.type == "int" else p.low)
+        spec.finetune_spec({p.name: probe})
+
+
+def _check_one(value: str, valid: list[str] | tuple[str, ...], key: str) -> None:
+    if value not in valid:
+        raise ValueError(f"{key}: unknown {value!r}{_suggest(value, valid)}; valid: {', '.join(valid)}")
+
+
+def parse_study(raw: Any, source: str = "<study>") -> StudySpec:
+    """Validate a loaded YAML mapping into a :class:`StudySpec`; errors are ``InputError`` naming ``source``."""
+    try:
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected a mapping at the top level, got {type(raw).__name__}")
+        raw = dict(raw)
+        search = dict(raw.get("search") or {})
+        search["space"] = _space(search.get("space"))
+        search["objectives"] = _objectives(search.get("objectives"))
+        raw["search"] = search
+        spec = _build(StudySpec, raw, "")
+        _check_names(spec)
+        return spec
+    except (ValueError, TypeError) as err:
+        raise InputError(f"{source}: {err}") from None
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study file (safe YAML loader)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such study file (see search_spaces/ for examples)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InputError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    return parse_study(raw, str(path))
+
+
+def dump_study(spec: StudySpec) -> str:
+    """The resolved spec (every default filled in) as YAML, readable by :func:`parse_study`."""
+    raw = to_dict(spec)
+    raw["search"]["space"] = {p.pop("name"): p for p in raw["search"]["space"]}
+    return yaml.safe_dump(raw, sort_keys=False)

@@ -1,0 +1,49 @@
+"""Shared pytest fixtures."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def _write_batch(path: Path, labels: np.ndarray, label_key: str, rng: np.random.Generator) -> None:
+    """One pickled batch in the CIFAR python-version format: uint8 rows of 3072 (R, G, B planes)."""
+    entry = {
+        "batch_label": path.name,
+        "data": rng.integers(0, 256, size=(len(labels), 3 * 32 * 32), dtype=np.uint8),
+        label_key: [int(v) for v in labels],
+        "filenames": [f"img_{i}.png" for i in range(len(labels))],
+    }
+    if label_key == "fine_labels":
+        entry["coarse_labels"] = [int(v) // 5 for v in labels]
+    with open(path, "wb") as f:
+        pickle.dump(entry, f)
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A folder holding tiny cifar-10-batches-py/ and cifar-100-python/ in torchvision's on-disk format.
+
+    cifar10: five training batches of 6 images and a test batch of 20; cifar100: 200 training and 300
+    test images, every class present. The md5 sums differ from the real files, so these are read
+    by :func:`mmc_sweep.data.load_cifar`, not through torchvision's integrity-checked classes.
+    """
+    root = tmp_path_factory.mktemp("cifar")
+    rng = np.random.default_rng(0)
+    c10 = root / "cifar-10-batches-py"
+    c10.mkdir()
+    for i in range(1, 6):
+        _write_batch(c10 / f"data_batch_{i}", rng.integers(0, 10, size=6), "labels", rng)
+    _write_batch(c10 / "test_batch", np.arange(20) % 10, "labels", rng)
+    with open(c10 / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"class_{i}" for i in range(10)], "num_cases_per_batch": 6}, f)
+    c100 = root / "cifar-100-python"
+    c100.mkdir()
+    _write_batch(c100 / "train", np.arange(200) % 100, "fine_labels", rng)
+    _write_batch(c100 / "test", np.arange(300) % 100, "fine_labels", rng)
+    with open(c100 / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"fine_{i}" for i in range(100)],
+                     "coarse_label_names": [f"coarse_{i}" for i in range(20)]}, f)
+    return str(root)

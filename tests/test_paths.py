@@ -1,0 +1,101 @@
+"""Interpolation paths: endpoints reproduce the models, a model has no barrier with itself, BN reset."""
+import torch
+
+from mmc_sweep.config import BNResetSpec, PathSpec
+from mmc_sweep.data import ImageSet
+from mmc_sweep.models import create_model
+from mmc_sweep.paths import alpha_grid, barriers, bn_batches, evaluate, evaluate_path, interpolate_state, reset_bn
+
+
+def _model(seed):
+    torch.manual_seed(seed)
+    model = create_model("small_cnn", num_classes=4, width=8)
+    model.train()
+    with torch.no_grad():  # give BN non-trivial running statistics
+        for _ in range(3):
+            model(torch.rand(32, 3, 16, 16) * (seed + 1))
+    return model.eval()
+
+
+def _images(n=96, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return ImageSet(torch.rand(n, 3, 16, 16, generator=gen), torch.randint(4, (n,), generator=gen))
+
+
+def test_alpha_grid():
+    assert alpha_grid(11)[0] == 0.0 and alpha_grid(11)[-1] == 1.0 and len(alpha_grid(11)) == 11
+    assert alpha_grid(11)[5] == 0.5
+
+
+def test_endpoints_are_reproduced_exactly():
+    a, b = _model(0), _model(1)
+    sa, sb = a.state_dict(), b.state_dict()
+    for alpha, ref in ((0.0, sa), (1.0, sb)):
+        state = interpolate_state(sa, sb, alpha)
+        assert all(torch.equal(state[k], ref[k]) for k in ref if ref[k].is_floating_point())
+    views = {"clean": _images(), "cue": _images(seed=1)}
+    rows = evaluate_path(a, b, views, PathSpec(alphas=5, views=("clean", "cue"), bn_reset=BNResetSpec(mode="none")))
+    for view, images in views.items():
+        first = next(r for r in rows if r["view"] == view and r["alpha"] == 0.0)
+        last = next(r for r in rows if r["view"] == view and r["alpha"] == 1.0)
+        assert (first["loss"], first["acc"]) == evaluate(a, images)
+        assert (last["loss"], last["acc"]) == evaluate(b, images)
+    assert len(rows) == 5 * 2
+
+
+def test_barrier_of_a_model_with_itself_is_zero():
+    a = _model(0)
+    views = {"clean": _images()}
+    for reset in (BNResetSpec(mode="none"), BNResetSpec(mode="cumulative", batches=2, batch_size=16, data="view")):
+        rows = evaluate_path(a, a, views, PathSpec(alphas=7, views=("clean",), bn_reset=reset))
+        got = barriers(rows)["clean"]
+        assert abs(got["barrier_loss"]) < 1e-6 and abs(got["barrier_acc"]) < 1e-9
+        assert abs(got["barrier_mid_loss"]) < 1e-6
+
+
+def test_barrier_definitions_on_known_curve():
+    alphas = alpha_grid(5)  # 0, .25, .5, .75, 1
+    loss = [1.0, 2.0, 3.5, 2.0, 2.0]
+    acc = [0.9, 0.5, 0.4, 0.8, 0.7]
+    rows = [{"alpha": a, "view": "cue", "loss": l, "acc": c} for a, l, c in zip(alphas, loss, acc)]
+    got = barriers(rows)["cue"]
+    assert abs(got["barrier_loss"] - 2.0) < 1e-12  # 3.5 - 1.5 at alpha 0.5
+    assert abs(got["barrier_mid_loss"] - 2.0) < 1e-12
+    assert abs(got["barrier_acc"] - 0.4) < 1e-12  # line 0.85 - 0.5 = 0.35 at .25; 0.8 - 0.4 = 0.4 at .5
+    assert abs(got["barrier_mid_acc"] - 0.4) < 1e-12
+
+
+def test_cumulative_reset_gives_exact_batch_average():
+    model = _model(0)
+    data = _images(64)
+    spec = BNResetSpec(mode="cumulative", batches=4, batch_size=16)
+    batches = bn_batches(data, spec, seed=3)
+    assert len(batches) == 4 and all(len(b) == 16 for b in batches)
+    reset_bn(model, spec, batches)
+    first_bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    conv = model.trunk[0]
+    means = torch.stack([conv(b).mean(dim=(0, 2, 3)) for b in batches]).mean(0)
+    assert torch.allclose(first_bn.running_mean, means.detach(), atol=1e-5)
+    assert first_bn.momentum == 0.1  # restored after the reset
+    assert not model.training
+
+
+def test_bn_reset_data_must_be_given():
+    a = _model(0)
+    try:
+        evaluate_path(a, a, {"clean": _images()}, PathSpec(alphas=2, views=("clean",), bn_reset=BNResetSpec(data="cue")))
+    except ValueError as err:
+        assert "paths.bn_reset.data" in str(err)
+    else:
+        raise AssertionError("expected ValueError")
+
+
+def test_mismatched_architectures_are_rejected():
+    a = _model(0)
+    b = create_model("small_cnn", num_classes=4, width=16)
+    try:
+        interpolate_state(a.state_dict(), b.state_dict(), 0.5)
+    except ValueError as err:
+        assert "architecture" in str(err)
+    else:
+        raise AssertionError("expected ValueError")
