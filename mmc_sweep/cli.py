@@ -16,7 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from mmc_sweep.analysis.cli import register as register_analysis
+    from mmc_sweep.study.cli import register as register_study
 
+    register_study(sub)
     register_analysis(sub)
     return parser
 
@@ -25,9 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    if args.command is None:  # the default job: the quickstart study into ./studies
+        args = parser.parse_args(["run", *argv])
     try:
         return int(args.func(args))
     except InputError as err:

@@ -9,7 +9,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 SCHEMA_VERSION = 1  # bump when a change makes old artifacts incompatible: it changes every hash
 
@@ -176,7 +176,21 @@ class PathSpec:
         _check(self.eval_batch_size >= 1, "paths.eval_batch_size", "an integer >= 1", self.eval_batch_size)
 
 
-Spec = TypeVar("Spec")
+@dataclass(frozen=True)
+class BaseModelSpec:
+    """Everything that determines a trained base model: its hash names the stored artifact."""
+
+    kind: str = _help("cue (trained on the cue mixture) | clean (trained without any cue)", "cue")
+    data: DataSpec = _help("data; for the clean reference cue_proportion is 0", DataSpec())
+    model: ModelSpec = _help("architecture", ModelSpec())
+    train: TrainSpec = _help("training settings, seed included", TrainSpec())
+
+    def __post_init__(self) -> None:
+        _check(self.kind in ("cue", "clean"), "kind", "cue or clean", self.kind)
+        if self.kind == "clean" and self.data.cue_proportion != 0.0:  # one clean reference for every proportion
+            object.__setattr__(self, "data", dataclasses.replace(self.data, cue_proportion=0.0))
+
+
 
 
 def to_dict(spec: Any) -> dict[str, Any]:

@@ -45,8 +45,8 @@ def finetune(
 
 
 def total_epochs(spec: FinetuneSpec) -> int:
-    """Epochs a method reports through ``on_epoch`` (lpft counts its probe epochs too)."""
-    return spec.probe_epochs + spec.epochs if spec.method == "lpft" else spec.epochs
+    """Epochs a method reports through ``on_epoch`` (lpft counts its probe epochs too; none has none)."""
+    return {"lpft": spec.probe_epochs + spec.epochs, "none": 0}.get(spec.method, spec.epochs)
 
 
 def _fresh_copy(cue_model: CueModel) -> CueModel:
@@ -62,6 +62,12 @@ def _fit_full(model: CueModel, step_loss, clean: ImageSet, spec: FinetuneSpec, o
         epochs=spec.epochs, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
         batch_size=spec.batch_size, seed=spec.seed, on_epoch=on_epoch, resume=resume,
     )
+
+
+@register("none")
+def no_finetuning(cue_model, clean, spec, cue_data=None, on_epoch=None, resume=None) -> CueModel:
+    """The cue model itself, unchanged: connectivity studies that measure base models only."""
+    return _fresh_copy(cue_model).eval()
 
 
 @register("naive_ft")
@@ -106,7 +112,7 @@ def _staged(on_epoch: EpochCallback | None, stage: str, offset: int) -> EpochCal
     """Report epochs of one stage of a two-stage method with global epoch numbers."""
     if on_epoch is None:
         return None
-    return lambda epoch, loss, ckpt: on_epoch(epoch + offset, loss, lambda: {**ckpt(), "stage": stage})
+    return lambda epoch, loss, model, ckpt: on_epoch(epoch + offset, loss, model, lambda: {**ckpt(), "stage": stage})
 
 
 @register("lpft")

@@ -20,8 +20,8 @@ from torch.nn import functional as F
 from mmc_sweep.config import TrainSpec
 from mmc_sweep.data import ImageSet
 
-# (epoch (1-based), mean training loss over the epoch (nats), checkpoint() -> state dict)
-EpochCallback = Callable[[int, float, Callable[[], dict]], None]
+# (epoch (1-based), mean training loss over the epoch (nats), the model, checkpoint() -> state dict)
+EpochCallback = Callable[[int, float, nn.Module, Callable[[], dict]], None]
 
 
 class StepLoss(Protocol):
@@ -86,7 +86,7 @@ def fit(
             total_loss += loss.detach()
             batches += 1
         if on_epoch is not None:
-            on_epoch(epoch + 1, float(total_loss) / max(batches, 1), checkpoint_at(epoch + 1))
+            on_epoch(epoch + 1, float(total_loss) / max(batches, 1), model, checkpoint_at(epoch + 1))
 
 
 def train_model(

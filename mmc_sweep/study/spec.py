@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from mmc_sweep.config import (
-    VIEWS, BNResetSpec, DataSpec, FinetuneSpec, ModelSpec, PathSpec, TrainSpec, _check, _help, spec_hash, to_dict,
+    VIEWS, BaseModelSpec, DataSpec, FinetuneSpec, ModelSpec, PathSpec, TrainSpec, _check, _help, spec_hash, to_dict,
 )
 from mmc_sweep.errors import InputError
 from mmc_sweep.finetune import METHODS
@@ -26,7 +26,10 @@ SAMPLERS = ("tpe", "nsga2", "random", "grid")
 PARAM_TYPES = ("float", "int", "categorical")
 # metrics a trial reports that an objective may name (barrier metrics are checked by pattern)
 OBJECTIVE_METRICS = tuple(f"{k}_{v}" for k in ("acc", "loss") for v in VIEWS) + ("cue_reliance", "pred_consistency", "rep_cosine")
-SEARCHABLE = tuple(f.name for f in dataclasses.fields(FinetuneSpec) if f.name != "method")
+# study-level settings a search may vary besides the fine-tuning ones (categorical only: the base
+# models they need are trained before the search)
+STUDY_PARAMS = ("base_seed", "cue_proportion")
+SEARCHABLE = tuple(f.name for f in dataclasses.fields(FinetuneSpec) if f.name != "method") + STUDY_PARAMS
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,20 @@ class StudySpec:
 
     def finetune_spec(self, params: dict[str, Any]) -> FinetuneSpec:
         """The fine-tuning settings of one trial: the fixed ones with the searched ``params`` on top."""
-        return dataclasses.replace(self.finetune, **params)
+        return dataclasses.replace(self.finetune, **{k: v for k, v in params.items() if k not in STUDY_PARAMS})
+
+    def base_models(self, kind: str) -> list[BaseModelSpec]:
+        """Every base model of ``kind`` the study needs: all seeds, and for cue models every cue
+        proportion the search may pick."""
+        proportions = [self.data.cue_proportion] if kind == "cue" else [0.0]
+        for p in self.search.space:
+            if p.name == "cue_proportion" and kind == "cue":
+                proportions = sorted(set(proportions) | set(p.choices))
+        return [self.base_model(kind, seed, prop) for seed in self.base.seeds for prop in proportions]
+
+    def base_model(self, kind: str, seed: int, cue_proportion: float | None = None) -> BaseModelSpec:
+        proportion = self.data.cue_proportion if cue_proportion is None else cue_proportion
+        return BaseModelSpec(kind, dataclasses.replace(self.data, cue_proportion=proportion), self.model, self.base.train_spec(seed))
 
 
 # ---- loading ---------------------------------------------------------------------------------
@@ -244,9 +260,17 @@ def _check_names(spec: StudySpec) -> None:
             raise ValueError(f"search.objectives.metric: unknown metric {o.metric!r}{_suggest(o.metric, OBJECTIVE_METRICS)}; valid: {', '.join(OBJECTIVE_METRICS)}, barrier_<loss|acc>_<path>_<view>")
     if spec.search.sampler != "grid" and len(spec.search.space) == 0:
         raise ValueError("search.space: expected at least one searched setting (or sampler: grid)")
-    for p in spec.search.space:  # each searched value must make a valid FinetuneSpec
-        probe = p.choices[0] if p.type == "categorical" else (int(p.low) if p.type == "int" else p.low)
-        spec.finetune_spec({p.name: probe})
+    for p in spec.search.space:
+        if p.name in STUDY_PARAMS:
+            _check(p.type == "categorical", f"search.space.{p.name}.type", "categorical (base models are trained before the search)", p.type)
+            if p.name == "base_seed":
+                _check(set(p.choices) <= set(spec.base.seeds), "search.space.base_seed.choices", f"seeds listed in base.seeds {list(spec.base.seeds)}", list(p.choices))
+            else:
+                for value in p.choices:
+                    dataclasses.replace(spec.data, cue_proportion=value)  # validates each proportion
+            continue
+        for value in p.grid() if p.type == "categorical" or p.step else [p.low, p.high]:  # a valid FinetuneSpec at each end
+            spec.finetune_spec({p.name: int(value) if p.type == "int" else value})
 
 
 def _check_one(value: str, valid: list[str] | tuple[str, ...], key: str) -> None:

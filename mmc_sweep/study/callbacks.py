@@ -1,0 +1,142 @@
+"""Driver-side Tune callbacks: the results sink (Parquet) and the rich live progress view."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any, Callable
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+from ray import tune
+
+from mmc_sweep.study.results import metadata_for, write_trial
+from mmc_sweep.study.spec import StudySpec
+from mmc_sweep.study.store import Store
+from mmc_sweep.study.trials import ROWS_KEY
+
+
+def trial_key(trial) -> str:
+    """The id a trial's rows carry: the job's id for reference trials, Tune's id for the search."""
+    job = trial.config.get("job") or {}
+    return job.get("trial_id") or trial.trial_id
+
+
+class ResultsSink(tune.Callback):
+    """Writes each trial's rows to Parquet when its final report arrives; failed or stopped trials
+    that sent no rows get a row saying so. Writes are idempotent (one part file per trial id)."""
+
+    def __init__(self, store: Store, spec: StudySpec, role: str) -> None:
+        self.store, self.spec, self.role = store, spec, role
+        self.written: set[str] = set()
+
+    def write_payload(self, payload: dict) -> None:
+        device = next((r.get("device") for r in payload.get("trials", []) if r.get("device")), "unknown")
+        self.written.update(write_trial(self.store, self.spec.name, payload, metadata_for(self.spec.hash, device)))
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if ROWS_KEY in result:
+            self.write_payload(json.loads(result[ROWS_KEY]))
+
+    def _close(self, trial, status: str, error: str | None) -> None:
+        key = trial_key(trial)
+        if key in self.written or "job" in trial.config and trial.config["job"].get("role") == "base":
+            return
+        row = {"trial_id": key, "role": self.role, "status": status, "error": error,
+               "method": self.spec.finetune.method if self.role == "search" else trial.config["job"].get("method")}
+        self.write_payload({"trials": [row]})
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._close(trial, "pruned", None)  # stopped before its final report (a scheduler or a stop rule)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        error = trial.get_error()
+        self._close(trial, "failed", str(error).strip().splitlines()[-1][:500] if error else "the trial's worker failed")
+
+
+class LiveProgress(tune.Callback):
+    """A live table: trials done / running / failed, best objective values, elapsed and ETA."""
+
+    def __init__(self, console: Console | None, title: str, total: int, objectives: list[tuple[str, str]],
+                 done_before: Callable[[], tuple[int, int]]) -> None:
+        self.console, self.title, self.total, self.objectives = console, title, total, objectives
+        self.done_before = done_before  # (done, failed) already in the results: a restored run counts them
+        self.done, self.failed, self.running = 0, 0, set()
+        self.best: dict[str, float] = {}
+        self.started = time.monotonic()
+        self.finished_now = 0
+        self.live: Live | None = None
+        self.last_draw = 0.0
+
+    def setup(self, **info) -> None:
+        self.done, self.failed = self.done_before()
+        self.started = time.monotonic()
+        self.live = Live(self.render(), console=self.console or Console(), refresh_per_second=2, transient=False)
+        self.live.start()
+
+    def render(self) -> Group:
+        elapsed = time.monotonic() - self.started
+        left = max(0, self.total - self.done - self.failed)
+        if self.finished_now and left:
+            eta = f"~{elapsed / self.finished_now * left / max(1, len(self.running) or 1):.0f} s left"
+        else:
+            eta = "estimating…" if left else "finishing"
+        head = Text.assemble((f"{self.title}  ", "bold"), f"{self.done} done · {len(self.running)} running · ",
+                             (f"{self.failed} failed", "red" if self.failed else ""), f" · {self.total} in all · ",
+                             f"{elapsed:.0f} s elapsed · {eta}")
+        if not self.objectives:
+            return Group(head)
+        table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+        table.add_column("objective")
+        table.add_column("best so far", justify="right")
+        for metric, mode in self.objectives:
+            value = self.best.get(metric)
+            table.add_row(f"{metric} ({mode})", "—" if value is None else f"{value:.4f}")
+        return Group(head, table)
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.live and (force or now - self.last_draw > 0.5):
+            self.live.update(self.render())
+            self.last_draw = now
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self.running.add(trial.trial_id)
+        self._draw()
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if ROWS_KEY not in result or result.get("failed"):
+            return
+        for metric, mode in self.objectives:
+            value = result.get(metric)
+            if isinstance(value, (int, float)) and not math.isnan(value):
+                old = self.best.get(metric)
+                if old is None or (value > old if mode == "max" else value < old):
+                    self.best[metric] = float(value)
+        self._draw()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self.running.discard(trial.trial_id)
+        self.done += 1
+        self.finished_now += 1
+        self._draw(force=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self.running.discard(trial.trial_id)
+        self.failed += 1
+        self.finished_now += 1
+        self._draw(force=True)
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        if self.live:
+            self.live.update(self.render())
+            self.live.stop()
+            self.live = None
+
+    def __getstate__(self) -> dict[str, Any]:  # callbacks are pickled into the experiment snapshot
+        state = dict(self.__dict__)
+        state["live"] = None
+        state["console"] = None
+        return state

@@ -1,0 +1,124 @@
+"""Run or resume a study: write the spec, start or join Ray, run the three stages, reconcile.
+
+Stages, each a Ray Tune experiment under ``<study>/tune/<stage>`` that an interrupted run restores:
+
+1. ``base``: train the missing base models (content-addressed, shared by studies);
+2. ``reference``: the base pair's rows (and its cue->clean path) and one row per baseline;
+3. ``search``: Optuna proposes, Tune runs the fine-tuning trials.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+
+from mmc_sweep.errors import InputError
+from mmc_sweep.study.spec import StudySpec, dump_study, load_study, parse_study
+from mmc_sweep.study.store import Store
+
+import yaml
+
+STAGES = ("base", "reference", "search")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How (not what) to run: where results go and which Ray cluster runs the trials."""
+
+    storage: str = "studies"
+    address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
+    verbose: bool = False  # Ray's own console output
+    connect_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    exit_code: int
+    study_dir: str
+    completed: int
+    failed: int
+
+
+def study_store(options: RunOptions) -> Store:
+    return Store.open(options.storage)
+
+
+def prepare_study_folder(store: Store, spec: StudySpec) -> None:
+    """Write ``study.yaml``; an existing study must have the same spec (then the run resumes it)."""
+    if store.exists(spec.name, "study.yaml"):
+        existing = parse_study(yaml.safe_load(store.read_bytes(spec.name, "study.yaml")), store.uri_of(spec.name, "study.yaml"))
+        if existing.hash != spec.hash:
+            raise InputError(
+                f"{store.uri_of(spec.name)}: a study named {spec.name!r} exists with another spec "
+                f"(hash {existing.hash} vs {spec.hash}); pick another --name, or `resume` that study"
+            )
+        return
+    store.write_bytes(dump_study(spec).encode(), spec.name, "study.yaml")
+
+
+def connect_ray(options: RunOptions) -> None:
+    """Start a local Ray or join ``options.address``; a cluster that does not answer is an error."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # rows_json would bloat CSV/TB logs
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import ray
+
+    if not options.verbose:
+        for name in ("ray", "ray.tune", "ray.train", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return
+    address = options.address or os.environ.get("RAY_ADDRESS")
+
+    def give_up(signum, frame):  # ray.init can hang on a wrong address or a missing auth token
+        raise TimeoutError
+
+    # ray.init must run on the main thread (it installs signal handlers): a SIGALRM bounds it
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(max(1, int(options.connect_timeout_s)))
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=options.verbose,
+                 logging_level=logging.INFO if options.verbose else logging.ERROR)
+    except TimeoutError:
+        raise InputError(f"--address {address}: no Ray cluster answered within {options.connect_timeout_s:.0f} s") from None
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"--address {address}: could not connect to Ray: {first}") from None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def load_resumable(study_dir: str) -> tuple[StudySpec, RunOptions]:
+    """The spec and storage of an existing study folder (``resume``)."""
+    folder = study_dir.rstrip("/")
+    if "://" in folder:
+        parent, name = folder.rsplit("/", 1)
+        store = Store.open(parent)
+        if not store.exists(name, "study.yaml"):
+            raise InputError(f"{study_dir}: not a study folder (no study.yaml)")
+        spec = parse_study(yaml.safe_load(store.read_bytes(name, "study.yaml")), f"{study_dir}/study.yaml")
+        return spec, RunOptions(storage=parent)
+    path = Path(folder).expanduser().resolve()
+    if not (path / "study.yaml").is_file():
+        raise InputError(f"{study_dir}: not a study folder (no study.yaml)")
+    spec = load_study(path / "study.yaml")
+    if spec.name != path.name:
+        raise InputError(f"{path / 'study.yaml'}: name {spec.name!r} does not match the folder name {path.name!r}")
+    return spec, RunOptions(storage=str(path.parent))
+
+
+def run(spec: StudySpec, options: RunOptions, console: Console | None = None) -> StudyOutcome:
+    """Run (or continue) a study to the end. Ray and Optuna are imported here, not at start-up."""
+    from mmc_sweep.study.stages import run_stages
+
+    console = console or Console()
+    store = study_store(options)
+    prepare_study_folder(store, spec)
+    connect_ray(options)
+    return run_stages(spec, store, options, console)

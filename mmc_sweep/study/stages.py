@@ -1,0 +1,148 @@
+"""The three stages of a study as Ray Tune experiments, and what is reconciled after each."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+from rich.console import Console
+from rich.table import Table
+
+from mmc_sweep.study.callbacks import LiveProgress, ResultsSink, trial_key
+from mmc_sweep.study.results import finished_trials, read_trials
+from mmc_sweep.study.runner import RunOptions, StudyOutcome
+from mmc_sweep.study.search import grid_size, make_searcher, reconcile_journal
+from mmc_sweep.study.spec import StudySpec
+from mmc_sweep.study.store import Store
+from mmc_sweep.study.trials import ROWS_KEY, base_trial, has_base, reference_trial, search_trial
+
+
+def _status_counts(store: Store, spec: StudySpec, roles: tuple[str, ...]) -> tuple[int, int]:
+    """(finished, failed) trials of ``roles`` already written: a restored stage starts from them."""
+    table = read_trials(store, spec.name).to_pylist()
+    rows = [r for r in table if r["role"] in roles]
+    return sum(r["status"] != "failed" for r in rows), sum(r["status"] == "failed" for r in rows)
+
+
+def _trainable(fn, spec: StudySpec, store: Store):
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    return tune.with_resources(tune.with_parameters(fn, spec=spec, store_uri=store.uri, cpus=spec.resources.cpu), resources)
+
+
+def _experiment(stage: str, trainable, spec: StudySpec, store: Store, options: RunOptions, *, param_space: dict | None,
+                tune_config: tune.TuneConfig, callbacks: list, resume_errored: bool) -> tune.ResultGrid:
+    """Restore the stage's experiment when an earlier run left one, else start it; run it to the end."""
+    storage = store.uri_of(spec.name, "tune")
+    path = f"{storage}/{stage}"
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=resume_errored, restart_errored=False)
+    else:
+        run_config = tune.RunConfig(
+            name=stage, storage_path=storage, verbose=1 if options.verbose else 0, callbacks=callbacks,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # epoch checkpoints: the last two
+            failure_config=tune.FailureConfig(max_failures=0),
+        )
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+    return tuner.fit()
+
+
+def _write_missing(results: tune.ResultGrid, sink: ResultsSink) -> None:
+    """Rows that reached Tune but not Parquet (the driver died between the two) are written now."""
+    done = finished_trials(sink.store, sink.spec.name)
+    for result in results:
+        rows = (result.metrics or {}).get(ROWS_KEY)
+        if rows:
+            payload = json.loads(rows)
+            if any(r["trial_id"] not in done for r in payload["trials"]):
+                sink.write_payload(payload)
+
+
+def run_base_stage(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> bool:
+    jobs = [{"kind": key.kind, "seed": key.train.seed, "cue_proportion": key.data.cue_proportion}
+            for kind in ("cue", "clean") for key in spec.base_models(kind) if not has_base(store, key)]
+    path = f"{store.uri_of(spec.name, 'tune')}/base"
+    if not jobs and not tune.Tuner.can_restore(path):
+        console.print(f"base models: all {len(spec.base_models('cue')) + len(spec.base_models('clean'))} found in {store.uri_of('models')}, reused")
+        return True
+    if not jobs:
+        return True
+    total = len(jobs)
+    progress = LiveProgress(None, "base models", total, [], done_before=lambda: (0, 0))
+    results = _experiment("base", _trainable(base_trial, spec, store), spec, store, options,
+                          param_space={"job": tune.grid_search(jobs)}, tune_config=tune.TuneConfig(reuse_actors=True),
+                          callbacks=[progress], resume_errored=True)
+    return not results.errors and all(has_base(store, k) for kind in ("cue", "clean") for k in spec.base_models(kind))
+
+
+def reference_jobs(spec: StudySpec) -> list[dict]:
+    jobs = [{"role": "base", "seed": s, "trial_id": f"base_clean_s{s}"} for s in spec.base.seeds]
+    jobs += [{"role": "baseline", "method": m, "seed": s, "trial_id": f"{m}_s{s}"} for m in spec.baselines for s in spec.base.seeds]
+    return jobs
+
+
+def run_reference_stage(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> bool:
+    done = finished_trials(store, spec.name)
+    jobs = [j for j in reference_jobs(spec) if j["trial_id"] not in done]
+    if not jobs:
+        return True
+    sink = ResultsSink(store, spec, "baseline")
+    progress = LiveProgress(None, "base pair and baselines", len(reference_jobs(spec)), [],
+                            done_before=functools.partial(_status_counts, store, spec, ("baseline",)))
+    results = _experiment("reference", _trainable(reference_trial, spec, store), spec, store, options,
+                          param_space={"job": tune.grid_search(jobs)}, tune_config=tune.TuneConfig(reuse_actors=True),
+                          callbacks=[sink, progress], resume_errored=True)
+    _write_missing(results, sink)
+    return not results.errors
+
+
+def search_samples(spec: StudySpec) -> int:
+    """Trials the search runs: ``num_samples``, but a grid stops when every point has been tried."""
+    return min(spec.search.num_samples, grid_size(spec.search)) if spec.search.sampler == "grid" else spec.search.num_samples
+
+
+def run_search_stage(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> bool:
+    journal_path = _journal_path(store, spec)
+    searcher = make_searcher(spec.search, spec.name, journal_path)
+    limit = spec.search.max_concurrent
+    search_alg = ConcurrencyLimiter(searcher, max_concurrent=limit) if limit else searcher
+    objectives = [(o.metric, o.mode) for o in spec.search.objectives]
+    sink = ResultsSink(store, spec, "search")
+    progress = LiveProgress(None, f"search ({spec.finetune.method})", search_samples(spec), objectives,
+                            done_before=functools.partial(_status_counts, store, spec, ("search",)))
+    results = _experiment("search", _trainable(search_trial, spec, store), spec, store, options, param_space=None,
+                          tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=search_samples(spec), reuse_actors=True),
+                          callbacks=[sink, progress], resume_errored=False)
+    _write_missing(results, sink)
+    closed = reconcile_journal(journal_path, spec.name)
+    if closed:
+        console.print(f"optuna: {closed} trial(s) left RUNNING by an interrupted run marked FAIL")
+    return True
+
+
+def _journal_path(store: Store, spec: StudySpec) -> Path:
+    if store.local_root is None:  # JournalFileBackend needs a POSIX file: keep it beside the driver
+        return Path.home() / ".cache" / "mmc_sweep" / spec.name / "optuna.journal"
+    return store.local_root / spec.name / "optuna.journal"
+
+
+def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> StudyOutcome:
+    folder = store.uri_of(spec.name)
+    console.print(f"study [bold]{spec.name}[/] ({spec.hash}) -> {folder}")
+    ok = run_base_stage(spec, store, options, console)
+    if not ok:
+        console.print("[red]base models failed to train[/]: see the Ray logs (--verbose) ")
+        return StudyOutcome(1, folder, 0, 0)
+    ok = run_reference_stage(spec, store, options, console)
+    run_search_stage(spec, store, options, console)
+    rows = [r for r in read_trials(store, spec.name).to_pylist() if r["role"] == "search"]
+    completed = sum(r["status"] == "completed" for r in rows)
+    failed = sum(r["status"] == "failed" for r in rows)
+    from mmc_sweep.study.report import print_summary
+
+    print_summary(spec, store, console)
+    code = 0 if ok and completed > 0 else 1
+    return StudyOutcome(code, folder, completed, failed)

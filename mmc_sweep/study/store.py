@@ -1,0 +1,74 @@
+"""Where a study's files live: a local (or shared) folder or a ``pyarrow.fs`` URI.
+
+All writes are atomic where the file system allows it: write a temporary file whose name starts
+with ``.`` in the same folder, then rename it into place (readers skip ``.``-prefixed names).
+"""
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+
+@dataclass(frozen=True)
+class Store:
+    """A root folder on a file system; paths below it are ``/``-separated and relative."""
+
+    fs: pafs.FileSystem
+    root: str
+    uri: str  # what the user gave (a path or a URI); Ray Tune's storage_path takes the same
+
+    @staticmethod
+    def open(location: str) -> "Store":
+        if "://" in location:
+            fs, root = pafs.FileSystem.from_uri(location)
+            return Store(fs, root.rstrip("/"), location.rstrip("/"))
+        path = str(Path(location).expanduser().resolve())
+        return Store(pafs.LocalFileSystem(), path, path)
+
+    @property
+    def local_root(self) -> Path | None:
+        """The root as a local path when the file system is the local one (journals need one)."""
+        return Path(self.root) if isinstance(self.fs, pafs.LocalFileSystem) else None
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def uri_of(self, *parts: str) -> str:
+        return "/".join([self.uri, *parts])
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.fs.open_input_stream(self.path(*parts)) as f:
+            return f.read()
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        """Atomic on local and POSIX-like file systems: temp file + rename."""
+        final = self.path(*parts)
+        folder, name = final.rsplit("/", 1)
+        self.fs.create_dir(folder, recursive=True)
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(data)
+        if self.local_root is not None:
+            os.replace(tmp, final)  # atomic, and replaces an existing file
+        else:
+            self.fs.move(tmp, final)
+
+    def list(self, *parts: str) -> list[str]:
+        """Names of the visible files in a folder (none when it does not exist)."""
+        selector = pafs.FileSelector(self.path(*parts), allow_not_found=True)
+        return sorted(i.base_name for i in self.fs.get_file_info(selector) if not i.base_name.startswith((".", "_")))
+
+
+def to_buffer(write) -> bytes:
+    """Bytes produced by ``write(file_like)`` (for torch.save and parquet writers)."""
+    buf = io.BytesIO()
+    write(buf)
+    return buf.getvalue()
