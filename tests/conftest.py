@@ -47,3 +47,27 @@ def tiny_cifar_root(tmp_path_factory: pytest.TempPathFactory) -> str:
         pickle.dump({"fine_label_names": [f"fine_{i}" for i in range(100)],
                      "coarse_label_names": [f"coarse_{i}" for i in range(20)]}, f)
     return str(root)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One Ray for the whole session: a two-node local cluster; the head advertises one (fake) GPU.
+
+    Two nodes let a study's trials land on both; ``num_gpus=1`` lets four 0.25-GPU trials schedule
+    on a CPU machine (torch still sees no CUDA, so they compute on the CPU).
+    """
+    import os
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "num_gpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False},
+    )
+    cluster.add_node(num_cpus=2, object_store_memory=100 * 2**20)
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()

@@ -133,6 +133,8 @@ class LiveProgress(tune.Callback):
         if self.live:
             self.live.update(self.render())
             self.live.stop()
+            if not self.live.console.is_terminal:
+                self.live.console.print()  # a non-terminal Live ends without a line break
             self.live = None
 
     def __getstate__(self) -> dict[str, Any]:  # callbacks are pickled into the experiment snapshot

@@ -35,6 +35,7 @@ def _trials_schema() -> pa.Schema:
     fields += [(f"{k}_{p}_{v}", pa.float64()) for p in PATH_NAMES for v in VIEWS for k in BARRIER_KINDS]
     fields += [
         ("start_epoch", pa.int64()), ("epochs", pa.int64()), ("error", pa.string()), ("device", pa.string()),
+        ("node", pa.string()),
         ("duration_s", pa.float64()), ("finished_at", pa.timestamp("us", tz="UTC")),
     ]
     return pa.schema(fields)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -66,9 +67,13 @@ def connect_ray(options: RunOptions) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # rows_json would bloat CSV/TB logs
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not options.verbose:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter is silent at verbose=0
+    import optuna
     import ray
 
     if not options.verbose:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         for name in ("ray", "ray.tune", "ray.train", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
     if ray.is_initialized():
@@ -117,7 +122,7 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
     """Run (or continue) a study to the end. Ray and Optuna are imported here, not at start-up."""
     from mmc_sweep.study.stages import run_stages
 
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap at 80
     store = study_store(options)
     prepare_study_folder(store, spec)
     connect_ray(options)

@@ -258,6 +258,10 @@ def _check_names(spec: StudySpec) -> None:
     for o in spec.search.objectives:
         if o.metric not in OBJECTIVE_METRICS and not o.metric.startswith(("barrier_loss_", "barrier_acc_")):
             raise ValueError(f"search.objectives.metric: unknown metric {o.metric!r}{_suggest(o.metric, OBJECTIVE_METRICS)}; valid: {', '.join(OBJECTIVE_METRICS)}, barrier_<loss|acc>_<path>_<view>")
+    if spec.data.dataset in ("shapes", "dominoes"):  # cifar pool sizes are known only once the files are read
+        largest = max([spec.finetune.n_clean] + [int(p.high) if p.type != "categorical" else max(p.choices)
+                                                  for p in spec.search.space if p.name == "n_clean"])
+        _check(largest <= spec.data.n_train, "finetune.n_clean", f"at most data.n_train = {spec.data.n_train} clean images", largest)
     if spec.search.sampler != "grid" and len(spec.search.space) == 0:
         raise ValueError("search.space: expected at least one searched setting (or sampler: grid)")
     for p in spec.search.space:

@@ -160,7 +160,8 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
     started = time.perf_counter()
     device = _setup(cpus)
     row = {"trial_id": trial_id, "role": role, "method": ft.method, "base_seed": seed, "cue_proportion": proportion,
-           "epochs": total_epochs(ft), "device": device_label(device), **_params(ft)}
+           "epochs": total_epochs(ft), "device": device_label(device), "node": ray.get_runtime_context().get_node_id(),
+           **_params(ft)}
     objectives = [o.metric for o in spec.search.objectives]
     try:
         store = Store.open(store_uri)

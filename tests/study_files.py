@@ -1,0 +1,42 @@
+"""Tiny study files for the harness tests: seconds per trial on 2 CPU cores."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+TINY = {
+    "name": "tiny",
+    "data": {"dataset": "shapes", "cue": "box", "cue_proportion": 0.8, "seed": 0, "n_train": 400, "n_test": 100},
+    "model": {"arch": "small_cnn", "width": 8},
+    "base": {"epochs": 2, "lr": 0.05, "seeds": [0], "batch_size": 64},
+    "finetune": {"method": "cbft", "epochs": 3, "n_clean": 80, "batch_size": 32, "cue_batch_size": 32},
+    "baselines": ["naive_ft"],
+    "search": {
+        "num_samples": 4,
+        "sampler": "random",
+        "objectives": [{"metric": "acc_rand_cue", "mode": "max"}, {"metric": "cue_reliance", "mode": "min"}],
+        "space": {
+            "lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+            "lambda_barrier": {"type": "float", "low": 0.1, "high": 3.0},
+            "n_clean": {"type": "int", "low": 40, "high": 100},
+        },
+    },
+    "paths": {"alphas": 3, "views": ["clean", "cue", "rand_cue", "rand_img"],
+              "bn_reset": {"mode": "cumulative", "batches": 2, "batch_size": 32, "data": "clean"}},
+    "resources": {"cpu": 1, "gpu": 0},
+}
+
+
+def write_study(folder: Path, name: str, **changes) -> Path:
+    """Write TINY with top-level sections updated by ``changes`` (dicts are merged one level deep)."""
+    spec = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY.items()}
+    spec["name"] = name
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key].update(value)
+        else:
+            spec[key] = value
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path

@@ -1,0 +1,124 @@
+"""Studies end to end on a real local Ray cluster (two nodes), with real Parquet results."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pyarrow.dataset as ds
+import pytest
+
+from mmc_sweep.cli import main
+from study_files import write_study
+
+VIEWS = ("clean", "cue", "rand_cue", "rand_img")
+
+
+def _table(folder, name):
+    return ds.dataset(str(folder / "results" / name), format="parquet").to_table().to_pylist()
+
+
+@pytest.fixture(scope="module")
+def first_study(ray_cluster, tmp_path_factory):
+    root = tmp_path_factory.mktemp("studies")
+    spec_file = write_study(root, "first")
+    code = main(["run", str(spec_file), "--storage", str(root / "store")])
+    return code, root / "store"
+
+
+def test_four_trial_study_end_to_end(first_study):
+    code, store = first_study
+    assert code == 0
+    folder = store / "first"
+    assert (folder / "study.yaml").is_file() and (folder / "optuna.journal").is_file()
+    trials = _table(folder, "trials")
+    by_role = {role: [r for r in trials if r["role"] == role] for role in ("base", "baseline", "search")}
+    assert sorted(r["method"] for r in by_role["base"]) == ["base_clean", "base_cue"]
+    assert [r["method"] for r in by_role["baseline"]] == ["naive_ft"]
+    search = by_role["search"]
+    assert len(search) == 4 and all(r["status"] == "completed" for r in search)
+    assert len({r["trial_id"] for r in trials}) == len(trials)  # each trial exactly once
+    for r in search:
+        assert r["method"] == "cbft" and r["device"] == "cpu" and r["error"] is None
+        assert 0.01 <= r["param_lr"] <= 0.1 and 40 <= r["param_n_clean"] <= 100
+        assert r["param_epochs"] == 3 and r["param_lambda_invariance"] == 1.0  # fixed settings recorded too
+        assert all(0.0 <= r[f"acc_{v}"] <= 1.0 for v in VIEWS)
+        assert r["cue_reliance"] == pytest.approx((r["acc_rand_img"] - 0.1) / 0.9)
+        for path in ("cue_to_ft", "ft_to_clean"):
+            assert r[f"barrier_loss_{path}_cue"] >= 0 and r[f"barrier_acc_{path}_clean"] >= 0
+        assert r["duration_s"] > 0 and r["start_epoch"] == 0
+    base_clean = next(r for r in by_role["base"] if r["method"] == "base_clean")
+    assert base_clean["barrier_loss_cue_to_clean_cue"] is not None
+
+    paths = _table(folder, "paths")
+    for r in search:
+        mine = [p for p in paths if p["trial_id"] == r["trial_id"]]
+        assert len(mine) == 2 * 3 * 4  # two paths x three alphas x four views
+        assert {p["bn_reset"] for p in mine} == {"cumulative:2x32:clean"}
+        assert {p["alpha"] for p in mine} == {0.0, 0.5, 1.0}
+    history = _table(folder, "history")
+    for r in search:
+        assert sorted(h["epoch"] for h in history if h["trial_id"] == r["trial_id"]) == [1, 2, 3]
+
+    meta = ds.dataset(str(folder / "results" / "trials"), format="parquet").schema.metadata
+    assert {b"mmc_sweep.spec_hash", b"mmc_sweep.versions", b"mmc_sweep.device"} <= set(meta)
+
+
+def test_trials_landed_on_both_nodes(first_study):
+    _, store = first_study
+    nodes = {r["node"] for r in _table(store / "first", "trials") if r["role"] != "base"}
+    assert len(nodes) == 2
+
+
+def test_rerunning_a_finished_study_changes_nothing(first_study, tmp_path_factory):
+    code, store = first_study
+    before = {p.name: p.stat().st_mtime_ns for p in (store / "first" / "results" / "trials").iterdir()}
+    spec_file = tmp_path_factory.mktemp("again") / "first.yaml"
+    spec_file.write_text((store / "first" / "study.yaml").read_text())
+    assert main(["run", str(spec_file), "--storage", str(store)]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (store / "first" / "results" / "trials").iterdir()}
+    assert after == before
+
+
+def test_fractional_gpu_trials_run_at_once_and_reuse_base_models(first_study, tmp_path):
+    import ray
+
+    _, store = first_study
+    models_before = {p: p.stat().st_mtime_ns for p in (store / "models").rglob("*") if p.is_file()}
+    spec_file = write_study(tmp_path, "gpu_quarters", baselines=[], resources={"cpu": 0.5, "gpu": 0.25},
+                            finetune={"epochs": 8})
+    free_gpu = []  # Ray's unclaimed GPU share, sampled while the study runs
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            free_gpu.append(ray.available_resources().get("GPU", 0.0))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert main(["run", str(spec_file), "--storage", str(store)]) == 0
+    finally:
+        stop.set()
+        watcher.join()
+    assert min(free_gpu) == pytest.approx(0.0)  # four 0.25-GPU trials held the one GPU at once
+    folder = store / "gpu_quarters"
+    assert not (folder / "tune" / "base").exists()  # the first study's base models were found
+    assert {p: p.stat().st_mtime_ns for p in (store / "models").rglob("*") if p.is_file()} == models_before
+    search = [r for r in _table(folder, "trials") if r["role"] == "search"]
+    assert len(search) == 4 and all(r["status"] == "completed" for r in search)
+    assert {r["device"] for r in search} == {"cpu"}  # Ray's GPU is fake: torch sees no CUDA
+
+
+def test_status_counts_trials(first_study, capsys):
+    _, store = first_study
+    assert main(["status", str(store / "first")]) == 0
+    out = capsys.readouterr().out
+    assert "search" in out and "first" in out
+
+
+def test_a_changed_spec_under_the_same_name_is_refused(first_study, tmp_path, capsys):
+    _, store = first_study
+    spec_file = write_study(tmp_path, "first", finetune={"epochs": 4})
+    assert main(["run", str(spec_file), "--storage", str(store)]) == 2
+    assert "another spec" in capsys.readouterr().err
