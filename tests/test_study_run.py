@@ -122,3 +122,21 @@ def test_a_changed_spec_under_the_same_name_is_refused(first_study, tmp_path, ca
     spec_file = write_study(tmp_path, "first", finetune={"epochs": 4})
     assert main(["run", str(spec_file), "--storage", str(store)]) == 2
     assert "another spec" in capsys.readouterr().err
+
+
+def test_connectivity_grid_over_cue_proportion_and_seed(ray_cluster, tmp_path):
+    grid = {"num_samples": 10, "sampler": "grid", "objectives": [{"metric": "barrier_loss_ft_to_clean_cue", "mode": "max"}],
+            "space": {"cue_proportion": {"type": "categorical", "choices": [0.5, 1.0]},
+                      "base_seed": {"type": "categorical", "choices": [0, 1]}}}
+    spec_file = write_study(tmp_path, "grid", finetune={"method": "none"}, baselines=[], search=grid,
+                            base={"seeds": [0, 1]})
+    assert main(["run", str(spec_file), "--storage", str(tmp_path / "store")]) == 0
+    folder = tmp_path / "store" / "grid"
+    search = [r for r in _table(folder, "trials") if r["role"] == "search"]
+    assert sorted((r["cue_proportion"], r["base_seed"]) for r in search) == [(0.5, 0), (0.5, 1), (1.0, 0), (1.0, 1)]
+    assert all(r["barrier_loss_ft_to_clean_cue"] is not None and r["barrier_loss_cue_to_ft_cue"] is None for r in search)
+    paths = _table(folder, "paths")
+    assert {p["path"] for p in paths if p["trial_id"] in {r["trial_id"] for r in search}} == {"ft_to_clean"}
+    # cue models per (proportion, seed) for the grid and at data.cue_proportion (0.8) for the base
+    # pair's reference rows, plus one clean reference per seed
+    assert len(list((tmp_path / "store" / "models").iterdir())) == 3 * 2 + 2

@@ -29,7 +29,7 @@ OBJECTIVE_METRICS = tuple(f"{k}_{v}" for k in ("acc", "loss") for v in VIEWS) + 
 # study-level settings a search may vary besides the fine-tuning ones (categorical only: the base
 # models they need are trained before the search)
 STUDY_PARAMS = ("base_seed", "cue_proportion")
-SEARCHABLE = tuple(f.name for f in dataclasses.fields(FinetuneSpec) if f.name != "method") + STUDY_PARAMS
+SEARCHABLE = tuple(f.name for f in dataclasses.fields(FinetuneSpec)) + STUDY_PARAMS  # `method`: categorical
 
 
 @dataclass(frozen=True)
@@ -272,6 +272,11 @@ def _check_names(spec: StudySpec) -> None:
             else:
                 for value in p.choices:
                     dataclasses.replace(spec.data, cue_proportion=value)  # validates each proportion
+            continue
+        if p.name == "method":
+            _check(p.type == "categorical", "search.space.method.type", "categorical", p.type)
+            for value in p.choices:
+                _check_one(value, sorted(METHODS), "search.space.method.choices")
             continue
         for value in p.grid() if p.type == "categorical" or p.step else [p.low, p.high]:  # a valid FinetuneSpec at each end
             spec.finetune_spec({p.name: int(value) if p.type == "int" else value})

@@ -179,8 +179,10 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
             _report_epoch({o: float("nan") for o in objectives} | metrics, {"finetune": checkpoint(), "history": history})
 
         model = finetune_cue_model(task, cue_model, ft, on_epoch=on_epoch, resume=restored["finetune"] if restored else None)
-        barriers, paths = measure_paths(task, {"cue_to_ft": (cue_model, model), "ft_to_clean": (model, clean_model)},
-                                        spec.paths, seed=seed)
+        pairs = {"cue_to_ft": (cue_model, model), "ft_to_clean": (model, clean_model)}
+        if ft.method == "none":  # the model is the cue model itself: its path to itself is flat
+            del pairs["cue_to_ft"]
+        barriers, paths = measure_paths(task, pairs, spec.paths, seed=seed)
         final = {**view_metrics(model, task.views), **barriers}
         row.update(status="completed", duration_s=time.perf_counter() - started, **final)
         rows = {"trials": [_nan_free(row)], "paths": [{"trial_id": trial_id, **r} for r in paths], "history": history}
