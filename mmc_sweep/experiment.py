@@ -10,9 +10,11 @@ import torch
 from mmc_sweep.config import FinetuneSpec, ModelSpec, PathSpec, TrainSpec
 from mmc_sweep.data import CueTask
 from mmc_sweep.finetune import finetune
+from mmc_sweep.metrics import view_metrics
 from mmc_sweep.models import CueModel, create_model
 from mmc_sweep.paths import barriers, evaluate_path
 from mmc_sweep.train import EpochCallback, train_model
+from typing import Callable
 
 BASE_KINDS = ("cue", "clean")  # the cue model trains on the cue mixture; the clean reference on no cue
 
@@ -85,3 +87,35 @@ def measure_paths(
         rows += [{"path": path, "kind": "linear", "bn_reset": spec.bn_reset.label, **r} for r in curve]
     return metrics, rows
 
+
+
+# (epoch, metrics of the model after it: train_loss and view metrics, checkpoint() -> state)
+MetricsCallback = Callable[[int, dict[str, float], Callable[[], dict]], None]
+
+
+def finetune_and_measure(
+    task: CueTask,
+    cue_model: CueModel,
+    clean_model: CueModel,
+    spec: FinetuneSpec,
+    paths: PathSpec,
+    seed: int = 0,
+    on_epoch: MetricsCallback | None = None,
+    resume: dict | None = None,
+) -> tuple[dict[str, float], list[dict]]:
+    """One fine-tuning run as a study trial does it: fine-tune, measure the views after every epoch,
+    then measure the final model and its paths ``cue_to_ft`` and ``ft_to_clean``.
+
+    Returns the final metrics (view metrics and barriers) and the path rows.
+    """
+
+    def after_epoch(epoch, loss, model, checkpoint) -> None:
+        if on_epoch is not None:
+            on_epoch(epoch, {"train_loss": loss, **view_metrics(model, task.views)}, checkpoint)
+
+    model = finetune_cue_model(task, cue_model, spec, on_epoch=after_epoch, resume=resume)
+    pairs = {"cue_to_ft": (cue_model, model), "ft_to_clean": (model, clean_model)}
+    if spec.method == "none":  # the model is the cue model itself: its path to itself is flat
+        del pairs["cue_to_ft"]
+    barriers, rows = measure_paths(task, pairs, paths, seed=seed)
+    return {**view_metrics(model, task.views), **barriers}, rows

@@ -71,10 +71,23 @@ def test_kill_driver_then_resume(ray_cluster, tmp_path):
     for r in search:
         assert sorted(h["epoch"] for h in history if h["trial_id"] == r["trial_id"]) == list(range(1, 11))
 
+    _wait_until_cluster_idle()  # the killed driver's trial actors are gone, not holding CPUs
+
     journal = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
     states = [t.state for t in optuna.load_study(study_name="killed", storage=journal).trials]
     assert TrialState.RUNNING not in states
     assert states.count(TrialState.COMPLETE) == 4  # every Tune trial told once
+
+
+def _wait_until_cluster_idle(timeout_s: float = 60.0) -> None:
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0) == ray.cluster_resources().get("CPU"):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"resources still held after the study: {ray.available_resources()}")
 
 
 def _search():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mmc_sweep.analysis.spec import Objective, objectives
+from mmc_sweep.analysis.spec import Objective, objectives, search_space
 from mmc_sweep.analysis.tables import completed, with_n_clean
 
 
@@ -85,8 +85,12 @@ def pareto_front(trials: pd.DataFrame, spec: dict) -> pd.DataFrame:
 
     axis_cols = [metric_column(front, o.metric) for o in axes]
     extra = [c for c in ("acc_clean", "cue_reliance", "n_clean") if c not in axis_cols]
+    # the searched parameters (fixed ones are the same for every trial and live in study.yaml);
+    # a spec without a space falls back to the parameters that vary
+    space = search_space(spec)
     params = [c for c in front.columns if c.startswith("param_") and c not in axis_cols + ["param_n_clean"]
-              and front[c].notna().any()]
+              and front[c].notna().any()
+              and (c.removeprefix("param_") in space if space else front[c].nunique(dropna=True) > 1)]
     columns = ["trial_id", "method"] + axis_cols + extra + ["on_objective_front"] + params
     first = axes[0]
     front["_key"] = pd.to_numeric(front[axis_cols[0]], errors="coerce") * (-1 if first.mode == "max" else 1)

@@ -1,4 +1,4 @@
-"""A synthetic study folder that follows ``docs/results_schema.md``, for benchmarks, docs and demos.
+"""A synthetic study folder that follows the README's results schema, for benchmarks, docs and demos.
 
 Nothing is trained: metrics are smooth made-up functions of the parameters (more barrier weight,
 less cue reliance; more clean images, higher clean accuracy) so that tables and figures look like

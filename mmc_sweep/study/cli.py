@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from mmc_sweep.study.runner import RunOptions, load_resumable, run
+    from mmc_sweep.study.runner import load_resumable, run
 
     spec, options = load_resumable(args.study_dir)
     options = dataclasses.replace(options, address=args.address, verbose=args.verbose, connect_timeout_s=args.connect_timeout)

@@ -1,7 +1,6 @@
 """The three stages of a study as Ray Tune experiments, and what is reconciled after each."""
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -9,9 +8,8 @@ from pathlib import Path
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 from rich.console import Console
-from rich.table import Table
 
-from mmc_sweep.study.callbacks import LiveProgress, ResultsSink, trial_key
+from mmc_sweep.study.callbacks import LiveProgress, ResultsSink
 from mmc_sweep.study.results import finished_trials, read_trials
 from mmc_sweep.study.runner import RunOptions, StudyOutcome
 from mmc_sweep.study.search import grid_size, make_searcher, reconcile_journal

@@ -23,7 +23,7 @@ from ray import tune
 
 from mmc_sweep.config import BaseModelSpec, DataSpec, FinetuneSpec, spec_hash, to_dict
 from mmc_sweep.data import CueTask, build_task
-from mmc_sweep.experiment import device_label, finetune_cue_model, measure_paths, new_model, train_base
+from mmc_sweep.experiment import device_label, finetune_and_measure, measure_paths, new_model, train_base
 from mmc_sweep.finetune import total_epochs
 from mmc_sweep.metrics import view_metrics
 from mmc_sweep.models import CueModel
@@ -172,18 +172,14 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
         history: list[dict] = restored["history"] if restored else []
         row["start_epoch"] = len(history)
 
-        def on_epoch(epoch, loss, model, checkpoint) -> None:
-            metrics = {"epoch": epoch, "train_loss": loss, **view_metrics(model, task.views)}
-            history.append({"trial_id": trial_id, **metrics})
+        def on_epoch(epoch: int, metrics: dict[str, float], checkpoint) -> None:
+            history.append({"trial_id": trial_id, "epoch": epoch, **metrics})
             # objectives measured only at the end (barriers) are NaN per epoch: Tune needs every key
-            _report_epoch({o: float("nan") for o in objectives} | metrics, {"finetune": checkpoint(), "history": history})
+            _report_epoch({o: float("nan") for o in objectives} | {"epoch": epoch, **metrics},
+                          {"finetune": checkpoint(), "history": history})
 
-        model = finetune_cue_model(task, cue_model, ft, on_epoch=on_epoch, resume=restored["finetune"] if restored else None)
-        pairs = {"cue_to_ft": (cue_model, model), "ft_to_clean": (model, clean_model)}
-        if ft.method == "none":  # the model is the cue model itself: its path to itself is flat
-            del pairs["cue_to_ft"]
-        barriers, paths = measure_paths(task, pairs, spec.paths, seed=seed)
-        final = {**view_metrics(model, task.views), **barriers}
+        final, paths = finetune_and_measure(task, cue_model, clean_model, ft, spec.paths, seed=seed, on_epoch=on_epoch,
+                                            resume=restored["finetune"] if restored else None)
         row.update(status="completed", duration_s=time.perf_counter() - started, **final)
         rows = {"trials": [_nan_free(row)], "paths": [{"trial_id": trial_id, **r} for r in paths], "history": history}
         tune.report({"epoch": total_epochs(ft), **final, ROWS_KEY: json.dumps(rows)})

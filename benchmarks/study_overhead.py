@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Benchmark: what the harness costs per trial, and how well it keeps the trial slots busy.
+
+Runs the same N fine-tuning trials (about 10 s of compute each on one CPU thread) twice: through
+the harness (a search stage on Ray Tune + Optuna, two concurrent one-CPU trials) and as a plain
+sequential loop of the same trial function. Last line:
+
+    per_trial_overhead_s=<(wall x slots - summed trial compute) / N> slot_efficiency=<summed trial compute / (wall x slots)>
+
+where a trial's compute time is what the trial function itself takes (its ``duration_s``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+from rich.console import Console
+
+from mmc_sweep.config import DataSpec, FinetuneSpec, ModelSpec, PathSpec
+from mmc_sweep.data import build_task
+from mmc_sweep.experiment import finetune_and_measure
+from mmc_sweep.study.results import read_trials
+from mmc_sweep.study.runner import RunOptions, connect_ray, prepare_study_folder
+from mmc_sweep.study.spec import BaseSpec, ObjectiveSpec, ParamSpec, ResourceSpec, SearchSpec, StudySpec
+from mmc_sweep.study.stages import run_base_stage, run_search_stage
+from mmc_sweep.study.store import Store
+from mmc_sweep.study.trials import load_base
+
+N_TRIALS = 8
+SLOTS = 2  # concurrent one-CPU trials on the 2-core machine
+LRS = [0.01 + 0.005 * i for i in range(N_TRIALS)]  # one grid point per trial: the same trials both ways
+
+SPEC = StudySpec(
+    name="overhead",
+    data=DataSpec(n_test=1000),
+    model=ModelSpec(),
+    base=BaseSpec(epochs=4, seeds=(0,)),
+    finetune=FinetuneSpec(method="cbft", epochs=6, n_clean=500),
+    search=SearchSpec(num_samples=N_TRIALS, sampler="grid", max_concurrent=SLOTS,
+                      objectives=(ObjectiveSpec("acc_rand_cue", "max"),),
+                      space=(ParamSpec(name="lr", type="categorical", choices=tuple(LRS)),)),
+    paths=PathSpec(),
+    resources=ResourceSpec(cpu=1, gpu=0),
+)
+
+
+def plain_loop(store: Store) -> list[float]:
+    """The same trials, one after another, one thread, no Ray: the compute time of each."""
+    torch.set_num_threads(1)
+    device = torch.device("cpu")
+    times = []
+    for lr in LRS:
+        start = time.perf_counter()
+        task = build_task(SPEC.data)
+        cue = load_base(store, SPEC.base_model("cue", 0), task, device)
+        clean = load_base(store, SPEC.base_model("clean", 0), task, device)
+        finetune_and_measure(task, cue, clean, dataclasses.replace(SPEC.finetune, lr=lr), SPEC.paths,
+                             on_epoch=lambda epoch, metrics, checkpoint: checkpoint())
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    console = Console()
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store.open(folder)
+        options = RunOptions(storage=folder)
+        prepare_study_folder(store, SPEC)
+        connect_ray(options)
+        import ray
+
+        run_base_stage(SPEC, store, options, console)  # base models: not part of the measurement
+        start = time.perf_counter()
+        run_search_stage(SPEC, store, options, console)
+        harness_wall = time.perf_counter() - start
+        rows = [r for r in read_trials(store, SPEC.name).to_pylist() if r["role"] == "search"]
+        assert len(rows) == N_TRIALS and all(r["status"] == "completed" for r in rows), rows
+        harness_compute = sum(r["duration_s"] for r in rows)
+        ray.shutdown()
+
+        plain = plain_loop(store)
+    plain_wall = sum(plain)
+    overhead = (harness_wall * SLOTS - harness_compute) / N_TRIALS
+    efficiency = harness_compute / (harness_wall * SLOTS)
+    print(f"{N_TRIALS} trials, {SLOTS} slots: harness wall {harness_wall:.1f} s, summed trial compute "
+          f"{harness_compute:.1f} s (mean {harness_compute / N_TRIALS:.1f} s); plain loop {plain_wall:.1f} s "
+          f"(mean {plain_wall / N_TRIALS:.1f} s per trial); speedup over the loop {plain_wall / harness_wall:.2f}x")
+    print(f"per_trial_overhead_s={overhead:.2f} slot_efficiency={efficiency:.3f}")
+
+
+if __name__ == "__main__":
+    main()
