@@ -75,3 +75,11 @@ def test_not_a_study_folder(tmp_path, capsys):
 def test_presets_are_valid_and_round_trip(preset):
     spec = load_study(f"search_spaces/{preset}.yaml")
     assert parse_study(yaml.safe_load(dump_study(spec))).hash == spec.hash
+
+
+def test_an_address_where_no_ray_listens_exits_2(tmp_path, capsys):
+    path = write_study(tmp_path, "nowhere")
+    code = main(["run", str(path), "--storage", str(tmp_path / "store"), "--address", "127.0.0.1:1", "--connect-timeout", "5"])
+    assert code == 2
+    assert "--address 127.0.0.1:1: no Ray cluster listens there" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()

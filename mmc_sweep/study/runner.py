@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
+import socket
+import threading
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,27 +76,40 @@ def connect_ray(options: RunOptions) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         for name in ("ray", "ray.tune", "ray.train", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    if ray.is_initialized():
-        return
     address = options.address or os.environ.get("RAY_ADDRESS")
+    if address and address not in ("auto", "local") and "://" not in address:
+        _probe(address, options.connect_timeout_s)
+    if ray.is_initialized():  # a notebook or a test session that started Ray itself
+        return
 
-    def give_up(signum, frame):  # ray.init can hang on a wrong address or a missing auth token
-        raise TimeoutError
+    def give_up() -> None:  # ray.init can block inside C++ (where no Python signal reaches it)
+        sys.stderr.write(f"error: --address {address}: no Ray cluster answered within {options.connect_timeout_s:.0f} s\n")
+        sys.stderr.flush()
+        os._exit(2)
 
-    # ray.init must run on the main thread (it installs signal handlers): a SIGALRM bounds it
-    previous = signal.signal(signal.SIGALRM, give_up)
-    signal.alarm(max(1, int(options.connect_timeout_s)))
+    watchdog = threading.Timer(options.connect_timeout_s, give_up)
+    watchdog.daemon = True
+    if address:  # starting a local Ray does not hang; joining a cluster can
+        watchdog.start()
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=options.verbose,
                  logging_level=logging.INFO if options.verbose else logging.ERROR)
-    except TimeoutError:
-        raise InputError(f"--address {address}: no Ray cluster answered within {options.connect_timeout_s:.0f} s") from None
     except (ConnectionError, RuntimeError, ValueError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(f"--address {address}: could not connect to Ray: {first}") from None
     finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+        watchdog.cancel()
+
+
+def _probe(address: str, timeout_s: float) -> None:
+    """Fail fast when nothing listens at host:port (the usual typo), before ray.init retries for minutes."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--address {address}: expected 'auto' or host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=min(timeout_s, 10.0)).close()
+    except OSError as err:
+        raise InputError(f"--address {address}: no Ray cluster listens there ({err.strerror or err})") from None
 
 
 def load_resumable(study_dir: str) -> tuple[StudySpec, RunOptions]:
@@ -123,6 +137,8 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
 
     console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap at 80
     store = study_store(options)
-    prepare_study_folder(store, spec)
+    if store.exists(spec.name, "study.yaml"):
+        prepare_study_folder(store, spec)  # a changed spec under this name is refused before Ray starts
     connect_ray(options)
+    prepare_study_folder(store, spec)
     return run_stages(spec, store, options, console)
