@@ -64,9 +64,10 @@ def ray_cluster():
 
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 2, "num_gpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False},
+        head_node_args={"num_cpus": 1, "num_gpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False},
     )
-    cluster.add_node(num_cpus=2, object_store_memory=100 * 2**20)
+    # one CPU on the head: any two one-CPU trials running at once must use both nodes
+    cluster.add_node(num_cpus=3, object_store_memory=100 * 2**20)
     ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
     yield cluster
     ray.shutdown()

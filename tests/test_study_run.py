@@ -65,8 +65,9 @@ def test_four_trial_study_end_to_end(first_study):
 
 def test_trials_landed_on_both_nodes(first_study):
     _, store = first_study
-    nodes = {r["node"] for r in _table(store / "first", "trials") if r["role"] != "base"}
-    assert len(nodes) == 2
+    rows = [r for r in _table(store / "first", "trials") if r["role"] != "base"]
+    nodes = {r["node"] for r in rows}
+    assert len(nodes) == 2, [(r["trial_id"], r["node"], r["finished_at"], r["duration_s"]) for r in rows]
 
 
 def test_rerunning_a_finished_study_changes_nothing(first_study, tmp_path_factory):
@@ -84,7 +85,7 @@ def test_fractional_gpu_trials_run_at_once_and_reuse_base_models(first_study, tm
 
     _, store = first_study
     models_before = {p: p.stat().st_mtime_ns for p in (store / "models").rglob("*") if p.is_file()}
-    spec_file = write_study(tmp_path, "gpu_quarters", baselines=[], resources={"cpu": 0.5, "gpu": 0.25},
+    spec_file = write_study(tmp_path, "gpu_quarters", baselines=[], resources={"cpu": 0.25, "gpu": 0.25},
                             finetune={"epochs": 8})
     free_gpu = []  # Ray's unclaimed GPU share, sampled while the study runs
     stop = threading.Event()

@@ -97,6 +97,17 @@ def run_reference_stage(spec: StudySpec, store: Store, options: RunOptions, cons
     return not results.errors
 
 
+def _slots(spec: StudySpec) -> int:
+    """Trials the cluster can run at once with the study's per-trial resources."""
+    import ray
+
+    total = ray.cluster_resources()
+    slots = int(total.get("CPU", 1.0) // spec.resources.cpu)
+    if spec.resources.gpu:
+        slots = min(slots, int(total.get("GPU", 0.0) // spec.resources.gpu))
+    return max(1, slots)
+
+
 def search_samples(spec: StudySpec) -> int:
     """Trials the search runs: ``num_samples``, but a grid stops when every point has been tried."""
     return min(spec.search.num_samples, grid_size(spec.search)) if spec.search.sampler == "grid" else spec.search.num_samples
@@ -105,8 +116,9 @@ def search_samples(spec: StudySpec) -> int:
 def run_search_stage(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> bool:
     journal_path = _journal_path(store, spec)
     searcher = make_searcher(spec.search, spec.name, journal_path)
-    limit = spec.search.max_concurrent
-    search_alg = ConcurrencyLimiter(searcher, max_concurrent=limit) if limit else searcher
+    # Always behind a limiter: without one Tune keeps a single trial pending, so trials start one
+    # by one and slots sit idle; with one it keeps `limit` pending.
+    search_alg = ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent or _slots(spec))
     objectives = [(o.metric, o.mode) for o in spec.search.objectives]
     sink = ResultsSink(store, spec, "search")
     progress = LiveProgress(None, f"search ({spec.finetune.method})", search_samples(spec), objectives,
