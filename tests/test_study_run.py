@@ -111,6 +111,16 @@ def test_fractional_gpu_trials_run_at_once_and_reuse_base_models(first_study, tm
     assert {r["device"] for r in search} == {"cpu"}  # Ray's GPU is fake: torch sees no CUDA
 
 
+def test_analysis_reads_what_the_harness_wrote(first_study, capsys):
+    import json
+
+    _, store = first_study
+    assert main(["analyze", str(store / "first"), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"base_cue", "base_clean", "naive_ft", "cbft"} <= {row["method"] for row in report["methods"]}
+    assert report["pareto"] and all(row["method"] == "cbft" for row in report["pareto"])
+
+
 def test_status_counts_trials(first_study, capsys):
     _, store = first_study
     assert main(["status", str(store / "first")]) == 0

@@ -19,7 +19,7 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if value <= 0 and kind is int or value < 0:
+        if value < 0 or (kind is int and value == 0):
             raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
         return value
 
@@ -75,17 +75,13 @@ def _overrides(args: argparse.Namespace, spec):
         raise InputError(f"command line: {err}") from None
 
 
-def _finish(outcome) -> int:
-    return outcome.exit_code
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from mmc_sweep.study.runner import RunOptions, run
     from mmc_sweep.study.spec import load_study
 
     spec = _overrides(args, load_study(args.file))
     options = RunOptions(storage=args.storage, address=args.address, verbose=args.verbose, connect_timeout_s=args.connect_timeout)
-    return _finish(run(spec, options))
+    return run(spec, options).exit_code
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -93,7 +89,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     spec, options = load_resumable(args.study_dir)
     options = dataclasses.replace(options, address=args.address, verbose=args.verbose, connect_timeout_s=args.connect_timeout)
-    return _finish(run(spec, options))
+    return run(spec, options).exit_code
 
 
 def cmd_status(args: argparse.Namespace) -> int:
