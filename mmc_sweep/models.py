@@ -3,10 +3,12 @@ final linear layer ``head``; ``forward(x) == head(features(x))``. LLRT and the i
 """
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 _REGISTRY: dict[str, Callable[..., "CueModel"]] = {}
 
@@ -116,3 +118,18 @@ def resnet18(num_classes: int, width: int = 0) -> CueModel:
             cin = cout
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return CueModel(nn.Sequential(*layers), cin, num_classes)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy with every BatchNorm that follows a convolution folded into its weights.
+
+    Same function (to float rounding) at about half the cost on CPU: evaluation along a path runs
+    the folded copy. The original model is not changed.
+    """
+    folded = copy.deepcopy(model).eval()
+    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
+                seq[i + 1] = nn.Identity()
+    return folded

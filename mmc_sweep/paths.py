@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from mmc_sweep.config import BNResetSpec, PathSpec
 from mmc_sweep.data import ImageSet
+from mmc_sweep.models import fold_batchnorm
 
 
 def alpha_grid(points: int) -> list[float]:
@@ -119,10 +120,12 @@ def evaluate_path(
         work.load_state_dict(interpolate_state(state_a, state_b, alpha))
         if reset.data != "view":
             reset_bn(work, reset, shared)
+        folded = fold_batchnorm(work) if reset.data != "view" else None
         for view in spec.views:
             if reset.data == "view":
                 reset_bn(work, reset, per_view[view])
-            loss, acc = evaluate(work, views[view], spec.eval_batch_size)
+                folded = fold_batchnorm(work)
+            loss, acc = evaluate(folded, views[view], spec.eval_batch_size)
             rows.append({"alpha": alpha, "view": view, "loss": loss, "acc": acc})
     return rows
 

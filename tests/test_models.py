@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mmc_sweep.models import create_model, model_names
+from mmc_sweep.models import create_model, fold_batchnorm, model_names
 
 
 @pytest.mark.parametrize("name", model_names())
@@ -37,3 +37,21 @@ def test_unknown_model_lists_valid_names():
 def test_bad_num_classes():
     with pytest.raises(ValueError, match="num_classes"):
         create_model("small_cnn", num_classes=1)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_folding_batchnorm_keeps_the_function(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5, width=8)
+    model.train()
+    with torch.no_grad():  # non-trivial running statistics
+        for _ in range(3):
+            model(torch.rand(16, 3, 16, 16) * 2)
+    model.eval()
+    folded = fold_batchnorm(model)
+    x = torch.rand(8, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-4)
+        assert torch.allclose(folded.features(x), model.features(x), atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.trunk.modules() if name == "small_cnn")
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is unchanged
