@@ -35,6 +35,7 @@ PATHS = PathSpec(alphas=11, views=VIEWS, bn_reset=BNResetSpec(mode="cumulative",
 NAIVE_BATCH = 256
 TOLERANCE = 0.01  # accuracy agreement required at every (alpha, view), fraction
 REPEATS = 2  # each timing is the best of this many runs
+NAIVE_SEED = int(sys.argv[1]) if len(sys.argv) > 1 else 0  # shuffle of the naive EMA pass
 
 
 class CuedImages(Dataset):
@@ -68,7 +69,8 @@ def naive_path(task, model_a, model_b, arch: ModelSpec) -> list[dict]:
                 m.reset_running_stats()  # EMA with the default momentum 0.1 over the whole training set
         model.train()
         with torch.no_grad():
-            for x, _ in DataLoader(train, batch_size=NAIVE_BATCH, shuffle=True):
+            order = torch.Generator().manual_seed(NAIVE_SEED)  # the same shuffled pass every run
+            for x, _ in DataLoader(train, batch_size=NAIVE_BATCH, shuffle=True, generator=order):
                 model(x)
         model.eval()
         for view in VIEWS:

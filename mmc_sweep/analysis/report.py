@@ -54,7 +54,7 @@ def analyze_report(study: Study, top: int = DEFAULT_TOP, tolerance_pp: float = D
         "importance": {},
     }
     if importance:
-        from mmc_sweep.analysis.importance import param_importances  # lazy: the only Optuna user
+        from mmc_sweep.study.importance import param_importances  # lazy: Optuna, in study/
 
         report["importance"] = param_importances(study.trials, study.spec)
     return report

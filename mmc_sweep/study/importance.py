@@ -1,9 +1,9 @@
 """Which searched parameters mattered for each objective: Optuna's parameter importances.
 
-This is the one module of ``mmc_sweep.analysis`` that uses Optuna (DESIGN keeps Optuna in
-``study/``; importances are Optuna's own algorithm, so it is used here, imported lazily inside
-:func:`param_importances` and nowhere else). The study is rebuilt in memory from the Parquet
-rows: one study holding the completed search trials, one value per objective, with the
+It lives in ``study/`` because it uses Optuna (importances are Optuna's own algorithm), which
+DESIGN keeps out of the core and the analysis; the analysis imports it lazily, only when asked for
+importances, and it reads nothing but the Parquet rows it is given. The Optuna study is rebuilt
+in memory from those rows: one study holding the completed search trials, one value per objective, with the
 distributions of ``search.space``. The evaluator is PED-ANOVA (Optuna's default in 5.0; it needs
 no scikit-learn): it ranks parameters by how much the best trials' values of a parameter differ
 from those of all trials, computed for each objective in turn.
