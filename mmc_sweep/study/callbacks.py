@@ -80,7 +80,7 @@ class LiveProgress(tune.Callback):
         elapsed = time.monotonic() - self.started
         left = max(0, self.total - self.done - self.failed)
         if self.finished_now and left:
-            eta = f"~{elapsed / self.finished_now * left / max(1, len(self.running) or 1):.0f} s left"
+            eta = f"~{elapsed / self.finished_now * left:.0f} s left"  # wall time per finished trial so far
         else:
             eta = "estimating…" if left else "finishing"
         head = Text.assemble((f"{self.title}  ", "bold"), f"{self.done} done · {len(self.running)} running · ",

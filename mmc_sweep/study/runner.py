@@ -45,10 +45,6 @@ class StudyOutcome:
     failed: int
 
 
-def study_store(options: RunOptions) -> Store:
-    return Store.open(options.storage)
-
-
 def prepare_study_folder(store: Store, spec: StudySpec) -> None:
     """Write ``study.yaml``; an existing study must have the same spec (then the run resumes it)."""
     if store.exists(spec.name, "study.yaml"):
@@ -136,7 +132,7 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
     from mmc_sweep.study.stages import run_stages
 
     console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap at 80
-    store = study_store(options)
+    store = Store.open(options.storage)
     if store.exists(spec.name, "study.yaml"):
         prepare_study_folder(store, spec)  # a changed spec under this name is refused before Ray starts
     connect_ray(options)

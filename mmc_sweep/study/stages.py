@@ -62,14 +62,10 @@ def _write_missing(results: tune.ResultGrid, sink: ResultsSink) -> None:
 def run_base_stage(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> bool:
     jobs = [{"kind": key.kind, "seed": key.train.seed, "cue_proportion": key.data.cue_proportion}
             for kind in ("cue", "clean") for key in spec.base_models(kind) if not has_base(store, key)]
-    path = f"{store.uri_of(spec.name, 'tune')}/base"
-    if not jobs and not tune.Tuner.can_restore(path):
+    if not jobs:
         console.print(f"base models: all {len(spec.base_models('cue')) + len(spec.base_models('clean'))} found in {store.uri_of('models')}, reused")
         return True
-    if not jobs:
-        return True
-    total = len(jobs)
-    progress = LiveProgress(None, "base models", total, [], done_before=lambda: (0, 0))
+    progress = LiveProgress(None, "base models", len(jobs), [], done_before=lambda: (0, 0))
     results = _experiment("base", _trainable(base_trial, spec, store), spec, store, options,
                           param_space={"job": tune.grid_search(jobs)}, tune_config=tune.TuneConfig(reuse_actors=True),
                           callbacks=[progress], resume_errored=True)
