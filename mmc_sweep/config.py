@@ -19,6 +19,7 @@ VIEWS = ("clean", "cue", "rand_cue", "rand_img")
 BN_RESET_MODES = ("none", "ema", "cumulative")
 BN_RESET_DATA = ("clean", "cue", "view")
 T_DISTRIBUTIONS = ("uniform", "beta", "midpoint")
+BASE_KINDS = ("cue", "clean")  # the cue model trains on the cue mixture; the clean reference on no cue
 
 
 def _help(text: str, default: Any) -> Any:
@@ -186,7 +187,7 @@ class BaseModelSpec:
     train: TrainSpec = _help("training settings, seed included", TrainSpec())
 
     def __post_init__(self) -> None:
-        _check(self.kind in ("cue", "clean"), "kind", "cue or clean", self.kind)
+        _check(self.kind in BASE_KINDS, "kind", f"one of {BASE_KINDS}", self.kind)
         if self.kind == "clean" and self.data.cue_proportion != 0.0:  # one clean reference for every proportion
             object.__setattr__(self, "data", dataclasses.replace(self.data, cue_proportion=0.0))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from mmc_sweep.config import FinetuneSpec, ModelSpec, PathSpec, TrainSpec
+from mmc_sweep.config import BASE_KINDS, FinetuneSpec, ModelSpec, PathSpec, TrainSpec
 from mmc_sweep.data import CueTask
 from mmc_sweep.finetune import finetune
 from mmc_sweep.metrics import view_metrics
@@ -16,7 +16,6 @@ from mmc_sweep.paths import barriers, evaluate_path
 from mmc_sweep.train import EpochCallback, train_model
 from typing import Callable
 
-BASE_KINDS = ("cue", "clean")  # the cue model trains on the cue mixture; the clean reference on no cue
 
 
 def pick_device(use_cuda: bool = True) -> torch.device:

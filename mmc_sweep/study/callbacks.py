@@ -42,7 +42,8 @@ class ResultsSink(tune.Callback):
 
     def _close(self, trial, status: str, error: str | None) -> None:
         key = trial_key(trial)
-        if key in self.written or "job" in trial.config and trial.config["job"].get("role") == "base":
+        base_pair = (trial.config.get("job") or {}).get("role") == "base"  # its rows need both models: none to close
+        if key in self.written or base_pair:
             return
         row = {"trial_id": key, "role": self.role, "status": status, "error": error,
                "method": self.spec.finetune.method if self.role == "search" else trial.config["job"].get("method")}

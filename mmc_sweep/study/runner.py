@@ -45,17 +45,23 @@ class StudyOutcome:
     failed: int
 
 
-def prepare_study_folder(store: Store, spec: StudySpec) -> None:
-    """Write ``study.yaml``; an existing study must have the same spec (then the run resumes it)."""
-    if store.exists(spec.name, "study.yaml"):
-        existing = parse_study(yaml.safe_load(store.read_bytes(spec.name, "study.yaml")), store.uri_of(spec.name, "study.yaml"))
-        if existing.hash != spec.hash:
-            raise InputError(
-                f"{store.uri_of(spec.name)}: a study named {spec.name!r} exists with another spec "
-                f"(hash {existing.hash} vs {spec.hash}); pick another --name, or `resume` that study"
-            )
+def check_study_name(store: Store, spec: StudySpec) -> None:
+    """An existing study under this name must have the same spec (then the run resumes it)."""
+    if not store.exists(spec.name, "study.yaml"):
         return
-    store.write_bytes(dump_study(spec).encode(), spec.name, "study.yaml")
+    existing = parse_study(yaml.safe_load(store.read_bytes(spec.name, "study.yaml")), store.uri_of(spec.name, "study.yaml"))
+    if existing.hash != spec.hash:
+        raise InputError(
+            f"{store.uri_of(spec.name)}: a study named {spec.name!r} exists with another spec "
+            f"(hash {existing.hash} vs {spec.hash}); pick another --name, or `resume` that study"
+        )
+
+
+def prepare_study_folder(store: Store, spec: StudySpec) -> None:
+    """Write ``study.yaml`` (the resolved spec) unless the study already has it."""
+    check_study_name(store, spec)
+    if not store.exists(spec.name, "study.yaml"):
+        store.write_bytes(dump_study(spec).encode(), spec.name, "study.yaml")
 
 
 def connect_ray(options: RunOptions) -> None:
@@ -133,8 +139,8 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
 
     console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap at 80
     store = Store.open(options.storage)
-    if store.exists(spec.name, "study.yaml"):
-        prepare_study_folder(store, spec)  # a changed spec under this name is refused before Ray starts
+    check_study_name(store, spec)  # refused before Ray starts
     connect_ray(options)
-    prepare_study_folder(store, spec)
+    if not store.exists(spec.name, "study.yaml"):  # written once Ray is up: a failed connect leaves nothing
+        store.write_bytes(dump_study(spec).encode(), spec.name, "study.yaml")
     return run_stages(spec, store, options, console)

@@ -18,10 +18,10 @@ from mmc_sweep.study.store import Store
 from mmc_sweep.study.trials import ROWS_KEY, base_trial, has_base, reference_trial, search_trial
 
 
-def _status_counts(store: Store, spec: StudySpec, roles: tuple[str, ...]) -> tuple[int, int]:
-    """(finished, failed) trials of ``roles`` already written: a restored stage starts from them."""
-    table = read_trials(store, spec.name).to_pylist()
-    rows = [r for r in table if r["role"] in roles]
+def _status_counts(store: Store, spec: StudySpec, role: str, trial_ids: frozenset[str] = frozenset()) -> tuple[int, int]:
+    """(finished, failed) trials already written, of ``role`` or with one of ``trial_ids``: a restored
+    stage's progress starts from them."""
+    rows = [r for r in read_trials(store, spec.name).to_pylist() if r["role"] == role or r["trial_id"] in trial_ids]
     return sum(r["status"] != "failed" for r in rows), sum(r["status"] == "failed" for r in rows)
 
 
@@ -85,7 +85,8 @@ def run_reference_stage(spec: StudySpec, store: Store, options: RunOptions, cons
         return True
     sink = ResultsSink(store, spec, "baseline")
     progress = LiveProgress(None, "base pair and baselines", len(reference_jobs(spec)), [],
-                            done_before=functools.partial(_status_counts, store, spec, ("baseline",)))
+                            done_before=functools.partial(_status_counts, store, spec, "baseline",
+                                                          frozenset(j["trial_id"] for j in reference_jobs(spec))))
     results = _experiment("reference", _trainable(reference_trial, spec, store), spec, store, options,
                           param_space={"job": tune.grid_search(jobs)}, tune_config=tune.TuneConfig(reuse_actors=True),
                           callbacks=[sink, progress], resume_errored=True)
@@ -109,7 +110,7 @@ def search_samples(spec: StudySpec) -> int:
     return min(spec.search.num_samples, grid_size(spec.search)) if spec.search.sampler == "grid" else spec.search.num_samples
 
 
-def run_search_stage(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> bool:
+def run_search_stage(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> None:
     journal_path = _journal_path(store, spec)
     searcher = make_searcher(spec.search, spec.name, journal_path)
     # Always behind a limiter: without one Tune keeps a single trial pending, so trials start one
@@ -118,7 +119,7 @@ def run_search_stage(spec: StudySpec, store: Store, options: RunOptions, console
     objectives = [(o.metric, o.mode) for o in spec.search.objectives]
     sink = ResultsSink(store, spec, "search")
     progress = LiveProgress(None, f"search ({spec.finetune.method})", search_samples(spec), objectives,
-                            done_before=functools.partial(_status_counts, store, spec, ("search",)))
+                            done_before=functools.partial(_status_counts, store, spec, "search"))
     results = _experiment("search", _trainable(search_trial, spec, store), spec, store, options, param_space=None,
                           tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=search_samples(spec), reuse_actors=True),
                           callbacks=[sink, progress], resume_errored=False)
@@ -126,7 +127,6 @@ def run_search_stage(spec: StudySpec, store: Store, options: RunOptions, console
     closed = reconcile_journal(journal_path, spec.name)
     if closed:
         console.print(f"optuna: {closed} trial(s) left RUNNING by an interrupted run marked FAIL")
-    return True
 
 
 def _journal_path(store: Store, spec: StudySpec) -> Path:

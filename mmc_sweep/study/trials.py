@@ -134,12 +134,17 @@ def search_trial(config: dict, *, spec: StudySpec, store_uri: str, cpus: float) 
     _finetune(trial_id, "search", spec.finetune_spec(config), seed, proportion, spec, store_uri, cpus)
 
 
+def _load_pair(store: Store, spec: StudySpec, seed: int, proportion: float, device: torch.device):
+    """The task of the cue model of (seed, proportion) and both base models, loaded from the store."""
+    keys = {"cue": spec.base_model("cue", seed, proportion), "clean": spec.base_model("clean", seed)}
+    task = _cpu_task(keys["cue"].data).to(device)
+    return keys, task, {kind: load_base(store, key, task, device) for kind, key in keys.items()}
+
+
 def _base_pair(seed: int, spec: StudySpec, store_uri: str, cpus: float) -> None:
     device = _setup(cpus)
     store = Store.open(store_uri)
-    keys = {kind: spec.base_model(kind, seed) for kind in ("cue", "clean")}
-    task = _cpu_task(keys["cue"].data).to(device)
-    models = {kind: load_base(store, key, task, device) for kind, key in keys.items()}
+    keys, task, models = _load_pair(store, spec, seed, spec.data.cue_proportion, device)
     barriers, paths = measure_paths(task, {"cue_to_clean": (models["cue"], models["clean"])}, spec.paths, seed=seed)
     trials = []
     for kind, key in keys.items():
@@ -164,10 +169,8 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
            **_params(ft)}
     objectives = [o.metric for o in spec.search.objectives]
     try:
-        store = Store.open(store_uri)
-        cue_key, clean_key = spec.base_model("cue", seed, proportion), spec.base_model("clean", seed)
-        task = _cpu_task(cue_key.data).to(device)
-        cue_model, clean_model = load_base(store, cue_key, task, device), load_base(store, clean_key, task, device)
+        _, task, models = _load_pair(Store.open(store_uri), spec, seed, proportion, device)
+        cue_model, clean_model = models["cue"], models["clean"]
         restored = _restored_state()
         history: list[dict] = restored["history"] if restored else []
         row["start_epoch"] = len(history)
