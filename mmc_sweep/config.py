@@ -19,6 +19,22 @@ VIEWS = ("clean", "cue", "rand_cue", "rand_img")
 BN_RESET_MODES = ("none", "ema", "cumulative")
 BN_RESET_DATA = ("clean", "cue", "view")
 T_DISTRIBUTIONS = ("uniform", "beta", "midpoint")
+ALIGN_METHODS = ("activation", "weight")
+TRAIN_SOURCES = ("clean", "cue")  # training images: clean (no cue) or cue (every image carries its label's cue)
+QMC_INITS = ("random", "linear")
+SCHEDULES = ("cosine", "constant")
+PATH_KINDS = ("linear", "lmcp", "qmc")  # the registry in mmc_sweep.paths.kinds, in this order (a test pins it)
+BARRIER_TYPES = ("barrier_loss", "barrier_acc", "barrier_mid_loss", "barrier_mid_acc")
+# the paths a study measures: cue_to_ft / ft_to_clean of fine-tuned models, cue_to_clean of the base
+# pair, clean_to_clean of the control pair (clean references of two seeds)
+PATH_NAMES = ("cue_to_ft", "ft_to_clean", "cue_to_clean", "clean_to_clean")
+
+
+def barrier_metric(barrier_type: str, kind: str, path: str, view: str) -> str:
+    """Flat name of one barrier: ``barrier_loss_cue_to_ft_cue`` for the straight line (the name studies
+    have always used), ``barrier_loss_lmcp_cue_to_ft_cue`` / ``..._qmc_...`` for the other kinds.
+    Here, torch-free, so the analysis can name columns without importing the path code."""
+    return f"{barrier_type}_{path}_{view}" if kind == "linear" else f"{barrier_type}_{kind}_{path}_{view}"
 BASE_KINDS = ("cue", "clean")  # the cue model trains on the cue mixture; the clean reference on no cue
 
 
@@ -161,15 +177,69 @@ class BNResetSpec:
 
 
 @dataclass(frozen=True)
-class PathSpec:
-    """Which points of an interpolation path are evaluated, on which views."""
+class AlignSpec:
+    """How LMCP matches model B's hidden units to model A's before interpolating."""
 
+    method: str = _help(
+        "activation (the paper's: correlation of centred per-channel activations, one assignment per "
+        "permutation group) | weight (Git Re-Basin's weight matching, no data)", "activation")
+    data: str = _help("activation matching: clean (paper) or cue training images", "clean")
+    batches: int = _help("activation matching: batches of training images the correlations are summed over", 8)
+    batch_size: int = _help("activation matching: images per batch", 256)
+    max_iters: int = _help("weight matching: at most this many passes over the groups (stops when none improves)", 100)
+
+    def __post_init__(self) -> None:
+        _check(self.method in ALIGN_METHODS, "paths.align.method", f"one of {ALIGN_METHODS}", self.method)
+        _check(self.data in TRAIN_SOURCES, "paths.align.data", f"one of {TRAIN_SOURCES}", self.data)
+        _check(self.batches >= 1, "paths.align.batches", "an integer >= 1", self.batches)
+        _check(self.batch_size >= 2, "paths.align.batch_size", "an integer >= 2", self.batch_size)
+        _check(self.max_iters >= 1, "paths.align.max_iters", "an integer >= 1", self.max_iters)
+
+
+@dataclass(frozen=True)
+class QMCSpec:
+    """Training of the midpoint theta of the quadratic Bezier path ``(1-a)^2 A + 2a(1-a) theta + a^2 B``."""
+
+    epochs: int = _help("passes over the training images; each step samples a ~ U(0, 1)", 4)
+    lr: float = _help("peak learning rate", 0.05)
+    momentum: float = _help("SGD momentum", 0.9)
+    weight_decay: float = _help("L2 weight decay on theta", 5e-4)
+    schedule: str = _help("learning-rate schedule: cosine (to 0 over all steps) | constant", "cosine")
+    batch_size: int = _help("images per step", 128)
+    data: str = _help("training images: cue (every image cued, as in the paper) | clean", "cue")
+    init: str = _help("random (a fresh initialisation, as the reference code) | linear (the straight-line midpoint (A+B)/2)", "random")
+    scale_lr: bool = _help(
+        "the reference's update: the gradient taken at the curve point (not through the 2a(1-a) factor) "
+        "and the learning rate scaled by 2a(1-a) instead", False)
+    seed: int = _help("seed of theta's initialisation and of the batch order and a samples", 0)
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "paths.qmc.epochs", "an integer >= 1", self.epochs)
+        _check(self.lr > 0, "paths.qmc.lr", "a number > 0", self.lr)
+        _check(0 <= self.momentum < 1, "paths.qmc.momentum", "a number in [0, 1)", self.momentum)
+        _check(self.weight_decay >= 0, "paths.qmc.weight_decay", "a number >= 0", self.weight_decay)
+        _check(self.schedule in SCHEDULES, "paths.qmc.schedule", f"one of {SCHEDULES}", self.schedule)
+        _check(self.batch_size >= 1, "paths.qmc.batch_size", "an integer >= 1", self.batch_size)
+        _check(self.data in TRAIN_SOURCES, "paths.qmc.data", f"one of {TRAIN_SOURCES}", self.data)
+        _check(self.init in QMC_INITS, "paths.qmc.init", f"one of {QMC_INITS}", self.init)
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """Which paths between two models are measured, at which points, on which views."""
+
+    kinds: tuple[str, ...] = _help("path kinds: linear (LMC) | lmcp (linear after aligning B's units to A's) | qmc (quadratic Bezier through a trained midpoint)", ("linear",))
     alphas: int = _help("evenly spaced interpolation points, endpoints included", 11)
     views: tuple[str, ...] = _help("counterfactual views evaluated at every point", VIEWS)
-    bn_reset: BNResetSpec = _help("BatchNorm re-estimation policy", BNResetSpec())
+    bn_reset: BNResetSpec = _help("BatchNorm re-estimation policy, the same for every kind", BNResetSpec())
+    align: AlignSpec = _help("lmcp: how B's hidden units are matched to A's", AlignSpec())
+    qmc: QMCSpec = _help("qmc: how the midpoint is trained", QMCSpec())
     eval_batch_size: int = _help("images per evaluation batch (256 is fastest on CPU)", 256)
 
     def __post_init__(self) -> None:
+        kinds = tuple(self.kinds)
+        object.__setattr__(self, "kinds", kinds)
+        _check(len(kinds) > 0 and len(set(kinds)) == len(kinds), "paths.kinds", "a non-empty list of distinct path kinds", list(kinds))
         _check(self.alphas >= 2, "paths.alphas", "an integer >= 2", self.alphas)
         views = tuple(self.views)
         object.__setattr__(self, "views", views)
@@ -192,6 +262,12 @@ class BaseModelSpec:
             object.__setattr__(self, "data", dataclasses.replace(self.data, cue_proportion=0.0))
 
 
+@dataclass(frozen=True)
+class FinetunedSpec:
+    """Everything that determines a fine-tuned model: the base model it started from and the run."""
+
+    base: BaseModelSpec = _help("the cue model fine-tuning started from", BaseModelSpec())
+    finetune: FinetuneSpec = _help("the fine-tuning run, seed included", FinetuneSpec())
 
 
 def to_dict(spec: Any) -> dict[str, Any]:

@@ -5,17 +5,19 @@ The example script and the study harness both use these, so a number means the s
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 
-from mmc_sweep.config import BASE_KINDS, FinetuneSpec, ModelSpec, PathSpec, TrainSpec
+from mmc_sweep.config import (BASE_KINDS, BaseModelSpec, FinetunedSpec, FinetuneSpec, ModelSpec, PathSpec, TrainSpec,
+                              spec_hash)
 from mmc_sweep.data import CueTask
 from mmc_sweep.finetune import finetune
 from mmc_sweep.metrics import view_metrics
 from mmc_sweep.models import CueModel, create_model
-from mmc_sweep.paths import barriers, evaluate_path
+from mmc_sweep.paths import MidpointStore, PairContext, barrier_metric, barriers, measure_pair
 from mmc_sweep.train import EpochCallback, train_model
-from typing import Callable
-
 
 
 def pick_device(use_cuda: bool = True) -> torch.device:
@@ -64,28 +66,50 @@ def finetune_cue_model(
     return finetune(cue_model, clean, spec, cue_data=task.train_cue, on_epoch=on_epoch, resume=resume)
 
 
+@dataclass(frozen=True, eq=False)  # eq=False: holds models
+class Pair:
+    """Two models whose paths are measured (A at alpha = 0), and what identifies them: the specs of
+    both endpoints (e.g. a ``BaseModelSpec`` and a ``FinetunedSpec``), which content-address the
+    pair's QMC midpoint. Without ``key`` a midpoint is trained and not stored."""
+
+    a: CueModel
+    b: CueModel
+    key: tuple = ()
+
+
+def midpoint_key(task: CueTask, pair: Pair, spec: PathSpec) -> str | None:
+    """Content key of a pair's QMC midpoint: both endpoints' specs, the data and the QMC settings."""
+    return spec_hash(*pair.key, task.spec, spec.qmc) if pair.key else None
+
+
 def measure_paths(
     task: CueTask,
-    pairs: dict[str, tuple[CueModel, CueModel]],
+    pairs: dict[str, Pair | tuple[CueModel, CueModel]],
     spec: PathSpec,
     seed: int = 0,
+    midpoints: MidpointStore | None = None,
 ) -> tuple[dict[str, float], list[dict]]:
-    """Evaluate the linear path of every named pair; return flat barrier metrics and the path rows.
+    """Evaluate every kind of ``spec.kinds`` between every named pair; return flat barrier metrics
+    and the path rows.
 
-    Metrics are ``barrier_loss_<path>_<view>`` (nats) and ``barrier_acc_<path>_<view>`` (fraction),
-    plus the ``barrier_mid_*`` variants; rows carry ``path``, ``kind``, ``bn_reset`` too.
+    Metrics are :func:`~mmc_sweep.paths.barrier_metric` names — ``barrier_loss_<path>_<view>``
+    (nats) and ``barrier_acc_<path>_<view>`` (fraction) for the straight line, with ``lmcp_`` or
+    ``qmc_`` before the path for the other kinds — plus the ``barrier_mid_*`` variants; rows carry
+    ``path``, ``kind``, ``bn_reset`` too. QMC midpoints are looked up in (and saved to) ``midpoints``.
     """
-    bn_data = {"clean": task.train_clean, "cue": task.train_cue}
+    train = {"clean": task.train_clean, "cue": task.train_cue}
     metrics: dict[str, float] = {}
     rows: list[dict] = []
-    for path, (a, b) in pairs.items():
-        curve = evaluate_path(a, b, task.views, spec, bn_data=bn_data, seed=seed)
-        for view, values in barriers(curve).items():
-            for name, value in values.items():
-                metrics[f"{name}_{path}_{view}"] = value
-        rows += [{"path": path, "kind": "linear", "bn_reset": spec.bn_reset.label, **r} for r in curve]
+    for path, pair in pairs.items():
+        pair = pair if isinstance(pair, Pair) else Pair(*pair)
+        ctx = PairContext(spec, train, seed, midpoints, midpoint_key(task, pair, spec))
+        curves = measure_pair(pair.a, pair.b, task.views, ctx)
+        for kind in spec.kinds:
+            for view, values in barriers([r for r in curves if r["kind"] == kind]).items():
+                for name, value in values.items():
+                    metrics[barrier_metric(name, kind, path, view)] = value
+        rows += [{"path": path, "bn_reset": spec.bn_reset.label, **r} for r in curves]
     return metrics, rows
-
 
 
 # (epoch, metrics of the model after it: train_loss and view metrics, checkpoint() -> state)
@@ -101,11 +125,15 @@ def finetune_and_measure(
     seed: int = 0,
     on_epoch: MetricsCallback | None = None,
     resume: dict | None = None,
+    keys: tuple[BaseModelSpec, BaseModelSpec] | None = None,
+    midpoints: MidpointStore | None = None,
 ) -> tuple[dict[str, float], list[dict]]:
     """One fine-tuning run as a study trial does it: fine-tune, measure the views after every epoch,
     then measure the final model and its paths ``cue_to_ft`` and ``ft_to_clean``.
 
-    Returns the final metrics (view metrics and barriers) and the path rows.
+    ``keys``: the specs of the cue and clean models, which with ``spec`` identify every endpoint
+    (QMC midpoints are stored by them). Returns the final metrics (view metrics and barriers) and
+    the path rows.
     """
 
     def after_epoch(epoch, loss, model, checkpoint) -> None:
@@ -113,8 +141,15 @@ def finetune_and_measure(
             on_epoch(epoch, {"train_loss": loss, **view_metrics(model, task.views)}, checkpoint)
 
     model = finetune_cue_model(task, cue_model, spec, on_epoch=after_epoch, resume=resume)
-    pairs = {"cue_to_ft": (cue_model, model), "ft_to_clean": (model, clean_model)}
-    if spec.method == "none":  # the model is the cue model itself: its path to itself is flat
+    pair_keys: dict[str, tuple] = {"cue_to_ft": (), "ft_to_clean": ()}
+    if keys:
+        cue_key, clean_key = keys
+        # method none: the model is the cue model itself, so it has its spec (and shares its midpoints)
+        ft_key = cue_key if spec.method == "none" else FinetunedSpec(cue_key, spec)
+        pair_keys = {"cue_to_ft": (cue_key, ft_key), "ft_to_clean": (ft_key, clean_key)}
+    pairs = {"cue_to_ft": Pair(cue_model, model, pair_keys["cue_to_ft"]),
+             "ft_to_clean": Pair(model, clean_model, pair_keys["ft_to_clean"])}
+    if spec.method == "none":  # its path to itself is flat
         del pairs["cue_to_ft"]
-    barriers, rows = measure_paths(task, pairs, paths, seed=seed)
+    barriers, rows = measure_paths(task, pairs, paths, seed=seed, midpoints=midpoints)
     return {**view_metrics(model, task.views), **barriers}, rows

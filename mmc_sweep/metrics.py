@@ -1,21 +1,29 @@
-"""Counterfactual accuracies and invariance metrics of one model on the views of a test set."""
+"""Counterfactual accuracies and invariance metrics of one model on the views of a test set.
+
+:func:`outputs_metrics` is the one definition of every metric; :func:`view_metrics` applies it to
+a model, and path evaluation applies it at every point of a path.
+"""
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mmc_sweep.data import ImageSet, cue_reliance
 from mmc_sweep.models import CueModel, fold_batchnorm
 
+INVARIANCE_METRICS = ("cue_reliance", "pred_consistency", "rep_cosine")
+
 
 @torch.inference_mode()
-def _features_and_logits(model: CueModel, images: ImageSet, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def features_and_logits(model: nn.Module, images: ImageSet, batch_size: int = 256) -> tuple[Tensor, Tensor]:
+    """Penultimate features and logits of ``model`` (in its current mode) on every image."""
     feats = torch.cat([model.features(x) for x, _ in images.batches(batch_size)])
     return feats, model.head(feats)
 
 
-def view_metrics(model: CueModel, views: dict[str, ImageSet], batch_size: int = 256) -> dict[str, float]:
-    """Metrics of ``model`` (in eval mode; the model itself is left as it is) on the views it is given:
+def outputs_metrics(outputs: dict[str, tuple[Tensor, Tensor]], views: dict[str, ImageSet], num_classes: int) -> dict[str, float]:
+    """Metrics from the (features, logits) of one model on each view:
 
     * ``acc_<view>`` (fraction) and ``loss_<view>`` (mean cross-entropy, nats) for every view;
     * ``cue_reliance`` from ``rand_img`` (0 = ignores the cue, 1 = follows it);
@@ -23,19 +31,22 @@ def view_metrics(model: CueModel, views: dict[str, ImageSet], batch_size: int = 
       with their own cue and with a random one, and ``rep_cosine``, the mean cosine similarity of
       their penultimate features.
     """
-    model = fold_batchnorm(model)  # an eval-mode copy, BN folded into the convolutions: half the cost
     out: dict[str, float] = {}
-    feats: dict[str, torch.Tensor] = {}
-    preds: dict[str, torch.Tensor] = {}
-    for name, images in views.items():
-        f, logits = _features_and_logits(model, images, batch_size)
-        out[f"acc_{name}"] = float((logits.argmax(1) == images.y).float().mean())
-        out[f"loss_{name}"] = float(F.cross_entropy(logits, images.y))
-        if name in ("cue", "rand_cue"):
-            feats[name], preds[name] = f, logits.argmax(1)
-    if "rand_img" in views:
-        out["cue_reliance"] = cue_reliance(out["acc_rand_img"], model.head.out_features)
-    if len(feats) == 2:
-        out["pred_consistency"] = float((preds["cue"] == preds["rand_cue"]).float().mean())
-        out["rep_cosine"] = float(F.cosine_similarity(feats["cue"], feats["rand_cue"], dim=1).mean())
+    for name, (_, logits) in outputs.items():
+        y = views[name].y
+        out[f"acc_{name}"] = float((logits.argmax(1) == y).float().mean())
+        out[f"loss_{name}"] = float(F.cross_entropy(logits, y))
+    if "rand_img" in outputs:
+        out["cue_reliance"] = cue_reliance(out["acc_rand_img"], num_classes)
+    if "cue" in outputs and "rand_cue" in outputs:
+        (f_cue, l_cue), (f_rand, l_rand) = outputs["cue"], outputs["rand_cue"]
+        out["pred_consistency"] = float((l_cue.argmax(1) == l_rand.argmax(1)).float().mean())
+        out["rep_cosine"] = float(F.cosine_similarity(f_cue, f_rand, dim=1).mean())
     return out
+
+
+def view_metrics(model: CueModel, views: dict[str, ImageSet], batch_size: int = 256) -> dict[str, float]:
+    """:func:`outputs_metrics` of ``model`` (in eval mode; the model itself is left as it is)."""
+    folded = fold_batchnorm(model)  # an eval-mode copy, BN folded into the convolutions: half the cost
+    outputs = {name: features_and_logits(folded, images, batch_size) for name, images in views.items()}
+    return outputs_metrics(outputs, views, model.head.out_features)

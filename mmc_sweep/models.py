@@ -1,23 +1,38 @@
 """Registry of architectures. Every model exposes ``features(x)`` (penultimate representation) and a
 final linear layer ``head``; ``forward(x) == head(features(x))``. LLRT and the invariance loss use the split.
+
+Each architecture is registered with its permutation groups (:mod:`mmc_sweep.permutations`),
+declared here beside its definition: alignment (LMCP paths) reads them with :func:`permutation_groups`.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-_REGISTRY: dict[str, Callable[..., "CueModel"]] = {}
+from mmc_sweep.permutations import PermGroup, bn_axes, chain_groups
+
+GroupsOf = Callable[[nn.Module], tuple[PermGroup, ...]]
 
 
-def register(name: str) -> Callable:
+@dataclass(frozen=True)
+class Architecture:
+    build: Callable[..., "CueModel"]
+    groups: GroupsOf  # the model's permutation groups, computed from a built model
+
+
+_REGISTRY: dict[str, Architecture] = {}
+
+
+def register(name: str, groups: GroupsOf) -> Callable:
     def wrap(builder: Callable[..., "CueModel"]) -> Callable[..., "CueModel"]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = builder
+        _REGISTRY[name] = Architecture(builder, groups)
         return builder
 
     return wrap
@@ -33,8 +48,18 @@ def create_model(name: str, num_classes: int, **kwargs) -> "CueModel":
         raise ValueError(f"model.arch: unknown architecture {name!r}; valid: {', '.join(model_names())}")
     if num_classes < 2:
         raise ValueError(f"num_classes: expected an integer >= 2, got {num_classes!r}")
+    model = _REGISTRY[name].build(num_classes=num_classes, **kwargs)
+    model.arch = name  # permutation_groups() finds the declaration by it
     # channels-last: oneDNN (CPU) and cuDNN run these convolutions 1.5-3x faster in that layout
-    return _REGISTRY[name](num_classes=num_classes, **kwargs).to(memory_format=torch.channels_last)
+    return model.to(memory_format=torch.channels_last)
+
+
+def permutation_groups(model: "CueModel") -> tuple[PermGroup, ...]:
+    """The declared permutation groups of a model built by :func:`create_model`."""
+    arch = getattr(model, "arch", None)
+    if arch not in _REGISTRY:
+        raise ValueError(f"model of architecture {arch!r} has no declared permutation groups; registered: {', '.join(model_names())}")
+    return _REGISTRY[arch].groups(model)
 
 
 class CueModel(nn.Module):
@@ -45,6 +70,7 @@ class CueModel(nn.Module):
         self.trunk = trunk
         self.head = nn.Linear(feature_dim, num_classes)
         self.feature_dim = feature_dim
+        self.arch = ""  # set by create_model
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x.contiguous(memory_format=torch.channels_last))  # no copy when already so
@@ -57,7 +83,7 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-@register("small_cnn")
+@register("small_cnn", groups=chain_groups)
 def small_cnn(num_classes: int, width: int = 0) -> CueModel:
     """Three conv-BN-ReLU layers, two poolings, global average pool: the fast CPU default
     (about 2.6 M multiply-adds per 16x16 image at width 32)."""
@@ -74,7 +100,7 @@ def small_cnn(num_classes: int, width: int = 0) -> CueModel:
     return CueModel(trunk, 4 * w, num_classes)
 
 
-@register("vgg13")
+@register("vgg13", groups=chain_groups)
 def vgg13(num_classes: int, width: int = 0) -> CueModel:
     """CIFAR-style VGG-13 with BatchNorm (channels 64-128-256-512-512 at width 64)."""
     w = width or 64
@@ -106,7 +132,45 @@ class _BasicBlock(nn.Module):
         return torch.relu(self.body(x) + self.shortcut(x))
 
 
-@register("resnet18")
+def resnet_groups(model: CueModel) -> tuple[PermGroup, ...]:
+    """A ResNet's groups: one per block's inner channels, and one per residual stream.
+
+    Everything added into the stream — the stem, each block's second convolution, each projection
+    shortcut — and everything reading it shares one permutation: a stream starts at the stem or at a
+    projection shortcut and runs until the next projection. Its probes are the stem activation and
+    every block output in it.
+    """
+    groups: list[PermGroup] = []
+    stream_axes: list[tuple[str, int]] = [("trunk.0.weight", 0), *bn_axes("trunk.1")]
+    stream_probes = ["trunk.2"]
+    width = model.trunk[0].out_channels
+
+    def close_stream(readers: list[tuple[str, int]]) -> None:
+        groups.append(PermGroup(f"stream{sum(g.name.startswith('stream') for g in groups)}", width,
+                                tuple(stream_axes + readers), tuple(stream_probes)))
+
+    for name, block in model.trunk.named_children():
+        if not isinstance(block, _BasicBlock):
+            continue
+        p = f"trunk.{name}"
+        readers = [(f"{p}.body.0.weight", 1)]
+        if isinstance(block.shortcut, nn.Sequential):  # projection: this block starts a new stream
+            close_stream(readers + [(f"{p}.shortcut.0.weight", 1)])
+            width = block.body[3].out_channels
+            stream_axes = [(f"{p}.shortcut.0.weight", 0), *bn_axes(f"{p}.shortcut.1")]
+            stream_probes = []
+        else:
+            stream_axes += readers
+        stream_axes += [(f"{p}.body.3.weight", 0), *bn_axes(f"{p}.body.4")]
+        stream_probes.append(p)
+        inner = block.body[0].out_channels
+        groups.append(PermGroup(f"block{name}", inner, ((f"{p}.body.0.weight", 0), *bn_axes(f"{p}.body.1"),
+                                                        (f"{p}.body.3.weight", 1)), (f"{p}.body.2",)))
+    close_stream([("head.weight", 1)])
+    return tuple(groups)
+
+
+@register("resnet18", groups=resnet_groups)
 def resnet18(num_classes: int, width: int = 0) -> CueModel:
     """CIFAR-style ResNet-18: 3x3 stem without max-pool, four stages of two basic blocks."""
     w = width or 64

@@ -25,7 +25,9 @@ EpochCallback = Callable[[int, float, nn.Module, Callable[[], dict]], None]
 
 
 class StepLoss(Protocol):
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int, rng: torch.Generator) -> torch.Tensor: ...
+    """The loss of one batch; or ``(loss, lr_scale)`` to scale this step's learning rate."""
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int, rng: torch.Generator) -> torch.Tensor | tuple[torch.Tensor, float]: ...
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -45,10 +47,13 @@ def fit(
     weight_decay: float,
     batch_size: int,
     seed: int,
+    schedule: str = "cosine",
     on_epoch: EpochCallback | None = None,
     resume: dict | None = None,
 ) -> None:
     """Minimise ``step_loss`` over ``data`` for ``epochs`` epochs, updating ``params`` in place.
+
+    ``schedule``: ``cosine`` decays the learning rate from ``lr`` to 0 over all steps; ``constant`` keeps it.
 
     ``resume`` is a state returned by the ``checkpoint`` callable given to ``on_epoch``: training
     continues after the epoch it was taken at.
@@ -57,19 +62,22 @@ def fit(
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
     steps_per_epoch = max(1, math.ceil(len(data) / batch_size))
     total = epochs * steps_per_epoch
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule: expected cosine or constant, got {schedule!r}")
     # cosine decay from lr to 0 over all steps (per step, so short runs decay smoothly too)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+    factor = (lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))) if schedule == "cosine" else (lambda step: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     start = 0
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
-        schedule.load_state_dict(resume["schedule"])
+        scheduler.load_state_dict(resume["schedule"])
         start = int(resume["epoch"])
 
     def checkpoint_at(epoch: int) -> Callable[[], dict]:
         # deep copies: the optimizer's state dict references momentum buffers that later steps mutate
         return lambda: copy.deepcopy(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "epoch": epoch}
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": scheduler.state_dict(), "epoch": epoch}
         )
 
     for epoch in range(start, epochs):
@@ -79,10 +87,14 @@ def fit(
         batches = 0
         for x, y in data.batches(batch_size, generator=rng):
             loss = step_loss(x, y, epoch, rng)
+            loss, lr_scale = loss if isinstance(loss, tuple) else (loss, 1.0)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if lr_scale != 1.0:
+                for group in optimizer.param_groups:
+                    group["lr"] *= lr_scale
             optimizer.step()
-            schedule.step()
+            scheduler.step()  # sets every group's lr afresh from the schedule: the scale lasts one step
             total_loss += loss.detach()
             batches += 1
         if on_epoch is not None:
@@ -115,17 +127,26 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
     save_state({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
 
 
-def save_state(state: dict, path: str | Path) -> None:
+def _atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` to a temporary file in the same folder, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(state, tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_state(state: dict, path: str | Path) -> None:
+    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def atomic_write_text(text: str, path: str | Path) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def load_state(path: str | Path, device: str | torch.device = "cpu") -> dict:

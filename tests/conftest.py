@@ -50,6 +50,21 @@ def tiny_cifar_root(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def trained_clean_pair():
+    """A small embedded task and two clean small_cnn models trained from different seeds (~3 s)."""
+    import torch
+
+    from mmc_sweep.config import DataSpec, ModelSpec, TrainSpec
+    from mmc_sweep.data import build_task
+    from mmc_sweep.experiment import train_base
+
+    task = build_task(DataSpec(n_train=3000, n_test=500))
+    device = torch.device("cpu")
+    first, second = (train_base(task, "clean", ModelSpec(width=16), TrainSpec(epochs=4, seed=s), device) for s in (0, 1))
+    return task, first, second
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """One Ray for the whole session: a two-node local cluster; the head advertises one (fake) GPU.
 

@@ -1,10 +1,17 @@
-"""Interpolation paths: endpoints reproduce the models, a model has no barrier with itself, BN reset."""
+"""Interpolation paths: endpoints reproduce the models, a model has no barrier with itself, BN reset,
+invariance metrics at every point, the registry of kinds."""
+import copy
+
+import pytest
 import torch
 
+from mmc_sweep import config
 from mmc_sweep.config import BNResetSpec, PathSpec
 from mmc_sweep.data import ImageSet
-from mmc_sweep.models import create_model, fold_batchnorm
-from mmc_sweep.paths import alpha_grid, barriers, bn_batches, evaluate, evaluate_path, interpolate_state, reset_bn
+from mmc_sweep.metrics import view_metrics
+from mmc_sweep.models import create_model
+from mmc_sweep.paths import (PATH_KINDS, PairContext, alpha_grid, barrier_metric, barriers, bn_batches, evaluate_path,
+                             interpolate_state, measure_pair, path_kind, reset_bn)
 
 
 def _model(seed):
@@ -27,21 +34,70 @@ def test_alpha_grid():
     assert alpha_grid(11)[5] == 0.5
 
 
+def _views(n=96):
+    return {v: _images(n, seed=i) for i, v in enumerate(("clean", "cue", "rand_cue", "rand_img"))}
+
+
+def _at(rows, alpha, view):
+    return next(r for r in rows if r["view"] == view and r["alpha"] == alpha)
+
+
 def test_endpoints_are_reproduced_exactly():
     a, b = _model(0), _model(1)
     sa, sb = a.state_dict(), b.state_dict()
     for alpha, ref in ((0.0, sa), (1.0, sb)):
         state = interpolate_state(sa, sb, alpha)
         assert all(torch.equal(state[k], ref[k]) for k in ref if ref[k].is_floating_point())
-    views = {"clean": _images(), "cue": _images(seed=1)}
-    rows = evaluate_path(a, b, views, PathSpec(alphas=5, views=("clean", "cue"), bn_reset=BNResetSpec(mode="none")))
-    for view, images in views.items():
-        first = next(r for r in rows if r["view"] == view and r["alpha"] == 0.0)
-        last = next(r for r in rows if r["view"] == view and r["alpha"] == 1.0)
-        # the path evaluates each point with BN folded into the convolutions: the same computation here
-        assert (first["loss"], first["acc"]) == evaluate(fold_batchnorm(a), images)
-        assert (last["loss"], last["acc"]) == evaluate(fold_batchnorm(b), images)
-    assert len(rows) == 5 * 2
+    views = _views()
+    rows = evaluate_path(a, b, views, PathSpec(alphas=5, bn_reset=BNResetSpec(mode="none")))
+    assert len(rows) == 5 * 4
+    for alpha, model in ((0.0, a), (1.0, b)):
+        # the same computation as the endpoint metrics: BN folded, the same batches
+        expected = view_metrics(model, views)
+        for view in views:
+            row = _at(rows, alpha, view)
+            assert (row["loss"], row["acc"]) == (expected[f"loss_{view}"], expected[f"acc_{view}"])
+        for name in ("cue_reliance", "pred_consistency", "rep_cosine"):
+            assert all(_at(rows, alpha, v)[name] == expected[name] for v in views), name
+
+
+def test_invariance_metrics_at_an_interior_point_are_those_of_the_interpolated_model():
+    a, b = _model(0), _model(1)
+    views = _views()
+    reset = BNResetSpec(mode="cumulative", batches=2, batch_size=32, data="clean")
+    bn_data = {"clean": _images(128, seed=9)}
+    rows = evaluate_path(a, b, views, PathSpec(alphas=5, bn_reset=reset), bn_data=bn_data, seed=3)
+    for alpha in (0.0, 0.25, 1.0):
+        point = copy.deepcopy(a)
+        point.load_state_dict(interpolate_state(a.state_dict(), b.state_dict(), alpha))
+        reset_bn(point, reset, bn_batches(bn_data["clean"], reset, seed=3))
+        expected = view_metrics(point, views)
+        for name in ("cue_reliance", "pred_consistency", "rep_cosine"):
+            assert abs(_at(rows, alpha, "cue")[name] - expected[name]) < 1e-6, (alpha, name)
+        assert abs(_at(rows, alpha, "rand_img")["acc"] - expected["acc_rand_img"]) < 1e-9
+    inner = {round(_at(rows, 0.25, "cue")["rep_cosine"], 6), round(_at(rows, 0.0, "cue")["rep_cosine"], 6),
+             round(_at(rows, 1.0, "cue")["rep_cosine"], 6)}
+    assert len(inner) == 3  # the interior point is measured, not copied from an endpoint
+
+
+def test_invariance_metrics_need_their_views():
+    a = _model(0)
+    rows = evaluate_path(a, a, {"clean": _images()}, PathSpec(alphas=2, views=("clean",), bn_reset=BNResetSpec(mode="none")))
+    assert all(r["cue_reliance"] is None and r["pred_consistency"] is None for r in rows)
+
+
+def test_unknown_path_kind_lists_the_valid_ones():
+    assert tuple(PATH_KINDS) == config.PATH_KINDS == ("linear", "lmcp", "qmc")  # registry and config agree
+    with pytest.raises(ValueError, match="linear, lmcp, qmc"):
+        path_kind("cubic")
+    a = _model(0)
+    with pytest.raises(ValueError, match="paths.kinds: unknown path kind 'cubic'"):
+        measure_pair(a, a, {"clean": _images()}, PairContext(PathSpec(kinds=("cubic",), views=("clean",)), {}))
+
+
+def test_barrier_metric_names():
+    assert barrier_metric("barrier_loss", "linear", "cue_to_ft", "cue") == "barrier_loss_cue_to_ft_cue"
+    assert barrier_metric("barrier_acc", "lmcp", "ft_to_clean", "rand_img") == "barrier_acc_lmcp_ft_to_clean_rand_img"
 
 
 def test_barrier_of_a_model_with_itself_is_zero():

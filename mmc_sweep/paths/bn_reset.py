@@ -1,0 +1,49 @@
+"""BatchNorm re-estimation of a model on a path: its interpolated running statistics are wrong until reset."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmc_sweep.config import BNResetSpec
+from mmc_sweep.data import ImageSet
+
+
+def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def reset_bn(model: nn.Module, spec: BNResetSpec, batches: list[torch.Tensor]) -> None:
+    """Re-estimate BatchNorm running statistics from ``batches`` (policy ``spec.mode``).
+
+    ``ema`` keeps each layer's momentum; ``cumulative`` sets momentum None, so the statistics are the
+    exact average over the batches. The model is left in eval mode.
+    """
+    if spec.mode == "none":
+        model.eval()
+        return
+    layers = bn_layers(model)
+    saved = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        if spec.mode == "cumulative":
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    for m, momentum in zip(layers, saved):
+        m.momentum = momentum
+    model.eval()
+
+
+def fixed_batches(data: ImageSet, batches: int, batch_size: int, seed: int) -> list[torch.Tensor]:
+    """``batches`` batches of images drawn once by ``seed``: the same images wherever they are used."""
+    gen = torch.Generator().manual_seed(seed)
+    need = min(batches * batch_size, len(data))
+    index = torch.randperm(len(data), generator=gen)[:need].to(data.x.device)
+    return list(data.x[index].split(batch_size))
+
+
+def bn_batches(data: ImageSet, spec: BNResetSpec, seed: int) -> list[torch.Tensor]:
+    """The fixed batches used for BN re-estimation: the same images at every alpha."""
+    return [] if spec.mode == "none" else fixed_batches(data, spec.batches, spec.batch_size, seed)
