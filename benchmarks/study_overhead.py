@@ -25,12 +25,12 @@ from rich.console import Console
 from mmc_sweep.config import DataSpec, FinetuneSpec, ModelSpec, PathSpec
 from mmc_sweep.data import build_task
 from mmc_sweep.experiment import finetune_and_measure
+from mmc_sweep.study.artifacts import load_base
 from mmc_sweep.study.results import read_trials
 from mmc_sweep.study.runner import RunOptions, connect_ray, prepare_study_folder
 from mmc_sweep.study.spec import BaseSpec, ObjectiveSpec, ParamSpec, ResourceSpec, SearchSpec, StudySpec
 from mmc_sweep.study.stages import run_base_stage, run_search_stage
 from mmc_sweep.study.store import Store
-from mmc_sweep.study.trials import load_base
 
 N_TRIALS = 8
 SLOTS = 2  # concurrent one-CPU trials on the 2-core machine

@@ -32,6 +32,18 @@ def _run(path, capsys):
         ({"resources": {"cpu": 0}}, "resources.cpu: expected a number > 0"),
         ({"modle": {"arch": "small_cnn"}}, "modle: unknown key (did you mean 'model'?)"),
         ({"finetune": {"n_clean": 5000}}, "finetune.n_clean: expected at most data.n_train"),
+        ({"paths": {**TINY["paths"], "kinds": ["linear", "lmpc"]}}, "paths.kinds: unknown 'lmpc' (did you mean 'lmcp'?); valid: linear, lmcp, qmc"),
+        ({"paths": {**TINY["paths"], "kinds": []}}, "paths.kinds: expected a non-empty list of distinct path kinds"),
+        ({"paths": {**TINY["paths"], "align": {"method": "weights"}}}, "paths.align.method: expected one of ('activation', 'weight')"),
+        ({"paths": {**TINY["paths"], "qmc": {"init": "zero"}}}, "paths.qmc.init: expected one of ('random', 'linear')"),
+        ({"paths": {**TINY["paths"], "qmc": {"epochs": 2.5}}}, "paths.qmc.epochs: expected an integer"),
+        ({"paths": {**TINY["paths"], "qmc": {"epoch": 2}}}, "paths.qmc.epoch: unknown key (did you mean 'epochs'?)"),
+        ({"base": {"control_pair": True}}, "base.control_pair: expected at least two base.seeds"),
+        # a barrier of a kind the study does not measure is never reported: refused, with the close match
+        ({"search": {**TINY["search"], "objectives": [{"metric": "barrier_loss_qmc_cue_to_ft_cue", "mode": "max"}]}},
+         "unknown metric 'barrier_loss_qmc_cue_to_ft_cue' (did you mean 'barrier_loss_cue_to_ft_cue'?)"),
+        ({"search": {**TINY["search"], "objectives": [{"metric": "barrier_loss_cue_to_ft_clen", "mode": "max"}]}},
+         "did you mean 'barrier_loss_cue_to_ft_clean'?"),
     ],
 )
 def test_bad_study_files_exit_2_naming_file_and_key(tmp_path, capsys, changes, expected):
@@ -69,6 +81,15 @@ def test_bad_command_line_values_exit_2(tmp_path, capsys):
 def test_not_a_study_folder(tmp_path, capsys):
     assert main(["resume", str(tmp_path)]) == 2
     assert "not a study folder" in capsys.readouterr().err
+
+
+def test_barriers_of_every_measured_kind_are_valid_objectives():
+    raw = {**TINY, "paths": {**TINY["paths"], "kinds": ["linear", "lmcp", "qmc"]},
+           "search": {**TINY["search"], "objectives": [{"metric": "barrier_loss_qmc_cue_to_ft_cue", "mode": "max"},
+                                                      {"metric": "barrier_mid_acc_lmcp_ft_to_clean_rand_img", "mode": "min"},
+                                                      {"metric": "barrier_acc_ft_to_clean_clean", "mode": "min"}]}}
+    spec = parse_study(raw)
+    assert spec.paths.kinds == ("linear", "lmcp", "qmc") and spec.paths.qmc.epochs == 4  # defaults filled in
 
 
 @pytest.mark.parametrize("preset", REPO_PRESETS)

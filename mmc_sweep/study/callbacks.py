@@ -42,8 +42,8 @@ class ResultsSink(tune.Callback):
 
     def _close(self, trial, status: str, error: str | None) -> None:
         key = trial_key(trial)
-        base_pair = (trial.config.get("job") or {}).get("role") == "base"  # its rows need both models: none to close
-        if key in self.written or base_pair:
+        pair = (trial.config.get("job") or {}).get("role") in ("base", "control")  # rows of a pair of models: none to close
+        if key in self.written or pair:
             return
         row = {"trial_id": key, "role": self.role, "status": status, "error": error,
                "method": self.spec.finetune.method if self.role == "search" else trial.config["job"].get("method")}

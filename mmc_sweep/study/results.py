@@ -14,13 +14,14 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmc_sweep.config import VIEWS, FinetuneSpec
+from mmc_sweep.config import BARRIER_TYPES, PATH_KINDS, PATH_NAMES, VIEWS, FinetuneSpec, barrier_metric
+from mmc_sweep.metrics import INVARIANCE_METRICS
 from mmc_sweep.study.store import Store, to_buffer
 
 TABLES = ("trials", "paths", "history")
-PATH_NAMES = ("cue_to_ft", "ft_to_clean", "cue_to_clean")
-BARRIER_KINDS = ("barrier_loss", "barrier_acc", "barrier_mid_loss", "barrier_mid_acc")
-VIEW_METRICS = tuple(f"{k}_{v}" for v in VIEWS for k in ("acc", "loss")) + ("cue_reliance", "pred_consistency", "rep_cosine")
+VIEW_METRICS = tuple(f"{k}_{v}" for v in VIEWS for k in ("acc", "loss")) + INVARIANCE_METRICS
+BARRIER_METRICS = tuple(barrier_metric(t, kind, p, v) for kind in PATH_KINDS for p in PATH_NAMES for v in VIEWS
+                        for t in BARRIER_TYPES)
 _ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 PARAM_TYPES = {f.name: _ARROW[t] for f, t in ((f, typing.get_type_hints(FinetuneSpec)[f.name]) for f in dataclasses.fields(FinetuneSpec)) if f.name != "method"}
 
@@ -32,7 +33,7 @@ def _trials_schema() -> pa.Schema:
     ]
     fields += [(f"param_{name}", t) for name, t in PARAM_TYPES.items()]
     fields += [(m, pa.float64()) for m in VIEW_METRICS]
-    fields += [(f"{k}_{p}_{v}", pa.float64()) for p in PATH_NAMES for v in VIEWS for k in BARRIER_KINDS]
+    fields += [(m, pa.float64()) for m in BARRIER_METRICS]
     fields += [
         ("start_epoch", pa.int64()), ("epochs", pa.int64()), ("error", pa.string()), ("device", pa.string()),
         ("node", pa.string()),
@@ -46,7 +47,7 @@ SCHEMAS = {
     "paths": pa.schema([
         ("study", pa.string()), ("trial_id", pa.string()), ("path", pa.string()), ("kind", pa.string()),
         ("bn_reset", pa.string()), ("alpha", pa.float64()), ("view", pa.string()), ("loss", pa.float64()), ("acc", pa.float64()),
-    ]),
+    ] + [(m, pa.float64()) for m in INVARIANCE_METRICS]),
     "history": pa.schema(
         [("study", pa.string()), ("trial_id", pa.string()), ("epoch", pa.int64()), ("train_loss", pa.float64())]
         + [(m, pa.float64()) for m in VIEW_METRICS]

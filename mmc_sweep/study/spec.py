@@ -21,11 +21,13 @@ from mmc_sweep.config import (
 from mmc_sweep.errors import InputError
 from mmc_sweep.finetune import METHODS
 from mmc_sweep.models import model_names
+from mmc_sweep.paths import BARRIER_TYPES, barrier_metric, kind_names
 
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 PARAM_TYPES = ("float", "int", "categorical")
-# metrics a trial reports that an objective may name (barrier metrics are checked by pattern)
+# metrics every search trial reports that an objective may name; barriers depend on the study (see barrier_objectives)
 OBJECTIVE_METRICS = tuple(f"{k}_{v}" for k in ("acc", "loss") for v in VIEWS) + ("cue_reliance", "pred_consistency", "rep_cosine")
+TRIAL_PATHS = ("cue_to_ft", "ft_to_clean")  # the paths a search trial measures
 # study-level settings a search may vary besides the fine-tuning ones (categorical only: the base
 # models they need are trained before the search)
 STUDY_PARAMS = ("base_seed", "cue_proportion")
@@ -42,10 +44,13 @@ class BaseSpec:
     weight_decay: float = _help("L2 weight decay", 5e-4)
     batch_size: int = _help("images per step", 128)
     seeds: tuple[int, ...] = _help("one cue model and one clean reference per seed", (0,))
+    control_pair: bool = _help("also measure the paths between the clean references of consecutive seeds: a control "
+                               "pair of two independently trained models with the same mechanism", False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))
         _check(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "base.seeds", "a non-empty list of distinct integers", list(self.seeds))
+        _check(not self.control_pair or len(self.seeds) >= 2, "base.control_pair", "at least two base.seeds (the pair's two clean models)", list(self.seeds))
         self.train_spec(self.seeds[0])  # validates the training settings
 
     def train_spec(self, seed: int) -> TrainSpec:
@@ -255,9 +260,15 @@ def _check_names(spec: StudySpec) -> None:
         _check_one(b, methods, "baselines")
     _check_one(spec.model.arch, model_names(), "model.arch")
     _check_one(spec.search.sampler, SAMPLERS, "search.sampler")
+    for kind in spec.paths.kinds:
+        _check_one(kind, kind_names(), "paths.kinds")
+    barrier_names = barrier_objectives(spec)
     for o in spec.search.objectives:
-        if o.metric not in OBJECTIVE_METRICS and not o.metric.startswith(("barrier_loss_", "barrier_acc_")):
-            raise ValueError(f"search.objectives.metric: unknown metric {o.metric!r}{_suggest(o.metric, OBJECTIVE_METRICS)}; valid: {', '.join(OBJECTIVE_METRICS)}, barrier_<loss|acc>_<path>_<view>")
+        if o.metric not in OBJECTIVE_METRICS and o.metric not in barrier_names:
+            close = _suggest(o.metric, OBJECTIVE_METRICS + barrier_names)
+            raise ValueError(f"search.objectives.metric: unknown metric {o.metric!r}{close}; valid: {', '.join(OBJECTIVE_METRICS)}, "
+                             f"or a barrier of this study's paths: <barrier_loss|barrier_acc|barrier_mid_loss|barrier_mid_acc>_"
+                             f"[<lmcp|qmc>_]<{'|'.join(TRIAL_PATHS)}>_<{'|'.join(spec.paths.views)}> with kinds {list(spec.paths.kinds)}")
     if spec.data.dataset in ("shapes", "dominoes"):  # cifar pool sizes are known only once the files are read
         largest = max([spec.finetune.n_clean] + [int(p.high) if p.type != "categorical" else max(p.choices)
                                                   for p in spec.search.space if p.name == "n_clean"])
@@ -280,6 +291,12 @@ def _check_names(spec: StudySpec) -> None:
             continue
         for value in p.grid() if p.type == "categorical" or p.step else [p.low, p.high]:  # a valid FinetuneSpec at each end
             spec.finetune_spec({p.name: int(value) if p.type == "int" else value})
+
+
+def barrier_objectives(spec: StudySpec) -> tuple[str, ...]:
+    """Every barrier a search trial of ``spec`` reports: each kind, trial path, evaluated view and barrier type."""
+    return tuple(barrier_metric(t, kind, path, view) for kind in spec.paths.kinds for path in TRIAL_PATHS
+                 for view in spec.paths.views for t in BARRIER_TYPES)
 
 
 def _check_one(value: str, valid: list[str] | tuple[str, ...], key: str) -> None:

@@ -9,13 +9,14 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 from rich.console import Console
 
+from mmc_sweep.study.artifacts import has_base
 from mmc_sweep.study.callbacks import LiveProgress, ResultsSink
 from mmc_sweep.study.results import finished_trials, read_trials
 from mmc_sweep.study.runner import RunOptions, StudyOutcome
 from mmc_sweep.study.search import grid_size, make_searcher, reconcile_journal
 from mmc_sweep.study.spec import StudySpec
 from mmc_sweep.study.store import Store
-from mmc_sweep.study.trials import ROWS_KEY, base_trial, has_base, reference_trial, search_trial
+from mmc_sweep.study.trials import ROWS_KEY, base_trial, reference_trial, search_trial
 
 
 def _status_counts(store: Store, spec: StudySpec, role: str, trial_ids: frozenset[str] = frozenset()) -> tuple[int, int]:
@@ -74,6 +75,9 @@ def run_base_stage(spec: StudySpec, store: Store, options: RunOptions, console: 
 
 def reference_jobs(spec: StudySpec) -> list[dict]:
     jobs = [{"role": "base", "seed": s, "trial_id": f"base_clean_s{s}"} for s in spec.base.seeds]
+    if spec.base.control_pair:  # clean references of consecutive seeds
+        seeds = spec.base.seeds
+        jobs += [{"role": "control", "seeds": [a, b], "trial_id": f"control_clean_s{a}_s{b}"} for a, b in zip(seeds, seeds[1:])]
     jobs += [{"role": "baseline", "method": m, "seed": s, "trial_id": f"{m}_s{s}"} for m in spec.baselines for s in spec.base.seeds]
     return jobs
 

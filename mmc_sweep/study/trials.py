@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import io
 import json
 import math
 import tempfile
@@ -21,15 +20,15 @@ import ray
 import torch
 from ray import tune
 
-from mmc_sweep.config import BaseModelSpec, DataSpec, FinetuneSpec, spec_hash, to_dict
+from mmc_sweep.config import DataSpec, FinetuneSpec, to_dict
 from mmc_sweep.data import CueTask, build_task
-from mmc_sweep.experiment import device_label, finetune_and_measure, measure_paths, new_model, train_base
+from mmc_sweep.experiment import Pair, device_label, finetune_and_measure, measure_paths, train_base
 from mmc_sweep.finetune import total_epochs
 from mmc_sweep.metrics import view_metrics
-from mmc_sweep.models import CueModel
+from mmc_sweep.study.artifacts import StoreMidpoints, has_base, load_base, model_folder, save_base
 from mmc_sweep.study.results import PARAM_TYPES
 from mmc_sweep.study.spec import StudySpec
-from mmc_sweep.study.store import Store, to_buffer
+from mmc_sweep.study.store import Store
 from mmc_sweep.train import load_state
 
 STATE_FILE = "state.pt"
@@ -64,22 +63,7 @@ def _restored_state() -> dict | None:
         return load_state(Path(folder) / STATE_FILE)
 
 
-# ---- base models: content-addressed under <storage>/models/<hash>/ ---------------------------------
-
-def model_folder(key: BaseModelSpec) -> tuple[str, str]:
-    return "models", spec_hash(key)
-
-
-def has_base(store: Store, key: BaseModelSpec) -> bool:
-    return store.exists(*model_folder(key), "model.pt")
-
-
-def load_base(store: Store, key: BaseModelSpec, task: CueTask, device: torch.device) -> CueModel:
-    model = new_model(task, key.model, key.train.seed, device)
-    data = store.read_bytes(*model_folder(key), "model.pt")
-    model.load_state_dict(torch.load(io.BytesIO(data), map_location=device, weights_only=True))
-    return model.eval()
-
+# ---- base models: content-addressed under <storage>/models/<hash>/ (see artifacts) ---------------------
 
 def base_trial(config: dict, *, spec: StudySpec, store_uri: str, cpus: float) -> None:
     """Train one base model (config: kind, seed, cue_proportion) unless the store already has it."""
@@ -100,10 +84,7 @@ def base_trial(config: dict, *, spec: StudySpec, store_uri: str, cpus: float) ->
 
     model = train_base(task, key.kind, key.model, key.train, device, on_epoch=on_epoch,
                        resume=restored["train"] if restored else None)
-    info = {"duration_s": time.perf_counter() - started, "device": device_label(device), "spec": to_dict(key)}
-    store.write_bytes(json.dumps(info, indent=1).encode(), *model_folder(key), "info.json")
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    store.write_bytes(to_buffer(lambda f: torch.save(weights, f)), *model_folder(key), "model.pt")  # last: marks it done
+    save_base(store, key, model, {"duration_s": time.perf_counter() - started, "device": device_label(device), "spec": to_dict(key)})
 
 
 # ---- fine-tuning trials -----------------------------------------------------------------------------
@@ -117,10 +98,13 @@ def _nan_free(metrics: dict[str, float]) -> dict[str, float | None]:
 
 
 def reference_trial(config: dict, *, spec: StudySpec, store_uri: str, cpus: float) -> None:
-    """A reference row set: the base pair of a seed (``role: base``) or a baseline method."""
+    """A reference row set: the base pair of a seed (``role: base``), the control pair of two
+    seeds (``role: control``) or a baseline method."""
     job = config["job"]
     if job["role"] == "base":
         _base_pair(job["seed"], spec, store_uri, cpus)
+    elif job["role"] == "control":
+        _control_pair(job["trial_id"], *job["seeds"], spec=spec, store_uri=store_uri, cpus=cpus)
     else:
         ft = dataclasses.replace(spec.finetune, method=job["method"])
         _finetune(job["trial_id"], "baseline", ft, job["seed"], spec.data.cue_proportion, spec, store_uri, cpus)
@@ -145,7 +129,8 @@ def _base_pair(seed: int, spec: StudySpec, store_uri: str, cpus: float) -> None:
     device = _setup(cpus)
     store = Store.open(store_uri)
     keys, task, models = _load_pair(store, spec, seed, spec.data.cue_proportion, device)
-    barriers, paths = measure_paths(task, {"cue_to_clean": (models["cue"], models["clean"])}, spec.paths, seed=seed)
+    pair = Pair(models["cue"], models["clean"], (keys["cue"], keys["clean"]))
+    barriers, paths = measure_paths(task, {"cue_to_clean": pair}, spec.paths, seed=seed, midpoints=StoreMidpoints(store))
     trials = []
     for kind, key in keys.items():
         info = json.loads(store.read_bytes(*model_folder(key), "info.json"))
@@ -159,6 +144,23 @@ def _base_pair(seed: int, spec: StudySpec, store_uri: str, cpus: float) -> None:
     tune.report({"done": 1, ROWS_KEY: json.dumps(rows)})
 
 
+def _control_pair(trial_id: str, first: int, second: int, *, spec: StudySpec, store_uri: str, cpus: float) -> None:
+    """The paths between the clean references of two seeds: same data, same mechanism, other init."""
+    started = time.perf_counter()
+    device = _setup(cpus)
+    store = Store.open(store_uri)
+    keys = [spec.base_model("clean", seed) for seed in (first, second)]
+    task = _cpu_task(spec.base_model("cue", first).data).to(device)  # the views and training images of the study
+    a, b = (load_base(store, key, task, device) for key in keys)
+    barriers, paths = measure_paths(task, {"clean_to_clean": Pair(a, b, tuple(keys))}, spec.paths, seed=first,
+                                    midpoints=StoreMidpoints(store))
+    row = {"trial_id": trial_id, "role": "base", "status": "completed", "method": "control_clean", "base_seed": first,
+           "cue_proportion": 0.0, "epochs": 0, "start_epoch": 0, "device": device_label(device),
+           "node": ray.get_runtime_context().get_node_id(), "duration_s": time.perf_counter() - started, **barriers}
+    rows = {"trials": [_nan_free(row)], "paths": [{"trial_id": trial_id, **r} for r in paths], "history": []}
+    tune.report({"done": 1, ROWS_KEY: json.dumps(rows)})
+
+
 def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion: float, spec: StudySpec,
               store_uri: str, cpus: float) -> None:
     """Fine-tune the cue model of (seed, proportion), report per epoch, then measure and report rows."""
@@ -169,7 +171,8 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
            **_params(ft)}
     objectives = [o.metric for o in spec.search.objectives]
     try:
-        _, task, models = _load_pair(Store.open(store_uri), spec, seed, proportion, device)
+        store = Store.open(store_uri)
+        keys, task, models = _load_pair(store, spec, seed, proportion, device)
         cue_model, clean_model = models["cue"], models["clean"]
         restored = _restored_state()
         history: list[dict] = restored["history"] if restored else []
@@ -182,7 +185,8 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
                           {"finetune": checkpoint(), "history": history})
 
         final, paths = finetune_and_measure(task, cue_model, clean_model, ft, spec.paths, seed=seed, on_epoch=on_epoch,
-                                            resume=restored["finetune"] if restored else None)
+                                            resume=restored["finetune"] if restored else None,
+                                            keys=(keys["cue"], keys["clean"]), midpoints=StoreMidpoints(store))
         row.update(status="completed", duration_s=time.perf_counter() - started, **final)
         rows = {"trials": [_nan_free(row)], "paths": [{"trial_id": trial_id, **r} for r in paths], "history": history}
         tune.report({"epoch": total_epochs(ft), **final, ROWS_KEY: json.dumps(rows)})

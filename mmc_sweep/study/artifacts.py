@@ -1,0 +1,63 @@
+"""Content-addressed artifacts under the storage root, shared by every study that needs them:
+
+* base models: ``models/<hash of the BaseModelSpec>/`` with ``info.json`` and ``model.pt``;
+* QMC midpoints: ``midpoints/<hash of both endpoints' specs, the data and the QMC settings>/`` with
+  ``info.json`` and ``midpoint.pt``.
+
+The weights file is written last: its presence marks the artifact as complete.
+"""
+from __future__ import annotations
+
+import io
+import json
+
+import torch
+
+from mmc_sweep.config import BaseModelSpec, spec_hash
+from mmc_sweep.data import CueTask
+from mmc_sweep.experiment import new_model
+from mmc_sweep.models import CueModel
+from mmc_sweep.study.store import Store, to_buffer
+
+
+def model_folder(key: BaseModelSpec) -> tuple[str, str]:
+    return "models", spec_hash(key)
+
+
+def has_base(store: Store, key: BaseModelSpec) -> bool:
+    return store.exists(*model_folder(key), "model.pt")
+
+
+def _read_state(store: Store, *parts: str, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    return torch.load(io.BytesIO(store.read_bytes(*parts)), map_location=device, weights_only=True)
+
+
+def _write_state(store: Store, state: dict[str, torch.Tensor], info: dict, *folder: str, name: str) -> None:
+    weights = {k: v.detach().cpu() for k, v in state.items()}
+    store.write_bytes(json.dumps(info, indent=1).encode(), *folder, "info.json")
+    store.write_bytes(to_buffer(lambda f: torch.save(weights, f)), *folder, name)  # last: marks it done
+
+
+def load_base(store: Store, key: BaseModelSpec, task: CueTask, device: torch.device) -> CueModel:
+    model = new_model(task, key.model, key.train.seed, device)
+    model.load_state_dict(_read_state(store, *model_folder(key), "model.pt", device=device))
+    return model.eval()
+
+
+def save_base(store: Store, key: BaseModelSpec, model: CueModel, info: dict) -> None:
+    _write_state(store, model.state_dict(), info, *model_folder(key), name="model.pt")
+
+
+class StoreMidpoints:
+    """QMC midpoints in the study storage (a :class:`~mmc_sweep.paths.MidpointStore`)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def load(self, key: str) -> dict[str, torch.Tensor] | None:
+        if not self.store.exists("midpoints", key, "midpoint.pt"):
+            return None
+        return _read_state(self.store, "midpoints", key, "midpoint.pt")
+
+    def save(self, key: str, state: dict[str, torch.Tensor], info: dict) -> None:
+        _write_state(self.store, state, info, "midpoints", key, name="midpoint.pt")
