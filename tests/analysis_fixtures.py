@@ -142,3 +142,93 @@ def write_study(folder: Path, trial_ids: list[str] | None = None, name: str = "h
     for order, trial_id in enumerate(trial_ids if trial_ids is not None else list(TRIALS)):
         write_trial(folder, name, trial_id, order)
     return folder
+
+
+# ------------------------------------------------------------------------------------------------
+# A study of the three path kinds, written by the harness's own writer (mmc_sweep.study.results),
+# so every part file has the harness's schemas: barrier columns of every kind, path, view and type,
+# invariance metrics on the path rows. Two base seeds and the control pair between their clean
+# references. Barrier heights are made up so that every (trial, kind, path, view, type) differs:
+# barrier_loss = HEIGHT * KIND_FACTOR[kind] * VIEW_FACTOR[view] (nats), barrier_acc = barrier_loss / 10
+# (fraction), the mid-point variants 0.9 times those (they must not be shown in their place).
+KINDS_SPEC_ORDER = ["linear", "qmc", "lmcp"]  # the study lists qmc before lmcp: tables must keep that order
+KIND_FACTOR = {"linear": 1.0, "lmcp": 0.5, "qmc": 0.25}
+VIEW_FACTOR = {"clean": 1.0, "cue": 2.0, "rand_cue": 3.0, "rand_img": 4.0}
+# trial_id: (role, method, base_seed, (acc_clean, cue_reliance), n_clean, {path: HEIGHT})
+KINDS_TRIALS: dict[str, tuple] = {
+    "base_cue_s0": ("base", "base_cue", 0, (0.50, 0.90), None, {}),
+    "base_clean_s0": ("base", "base_clean", 0, (0.90, 0.02), None, {"cue_to_clean": 1.0}),
+    "base_cue_s1": ("base", "base_cue", 1, (0.52, 0.88), None, {}),
+    "base_clean_s1": ("base", "base_clean", 1, (0.88, 0.04), None, {"cue_to_clean": 1.5}),
+    "control_clean_s0_s1": ("base", "control_clean", 0, (None, None), None, {"clean_to_clean": 0.2}),
+    "naive_ft_s0": ("baseline", "naive_ft", 0, (0.70, 0.78), 500, {"cue_to_ft": 0.1, "ft_to_clean": 0.8}),
+    "naive_ft_s1": ("baseline", "naive_ft", 1, (0.72, 0.74), 500, {"cue_to_ft": 0.3, "ft_to_clean": 0.6}),
+    "cbft_1": ("search", "cbft", 0, (0.85, 0.10), 1000, {"cue_to_ft": 1.2, "ft_to_clean": 0.3}),
+    "cbft_2": ("search", "cbft", 0, (0.86, 0.20), 4000, {"cue_to_ft": 0.9, "ft_to_clean": 0.4}),
+}
+
+
+def kinds_barrier(trial_id: str, barrier_type: str, kind: str, path: str, view: str) -> float | None:
+    height = KINDS_TRIALS[trial_id][5].get(path)
+    if height is None:
+        return None
+    loss = height * KIND_FACTOR[kind] * VIEW_FACTOR[view]
+    value = loss / 10 if barrier_type.endswith("_acc") else loss
+    return 0.9 * value if "_mid_" in barrier_type else value
+
+
+def kinds_reliance(kind: str, alpha: float) -> float:
+    """Cue reliance at a point of any path: 0.9 -> 0.05 along alpha, dipping by kind at the middle."""
+    return (1 - alpha) * 0.9 + alpha * 0.05 - (0.3 * KIND_FACTOR[kind] if alpha == 0.5 else 0.0)
+
+
+def _kinds_rows(trial_id: str) -> tuple[dict, list[dict]]:
+    from mmc_sweep.paths import BARRIER_TYPES, barrier_metric  # the harness's names
+
+    role, method, seed, (acc_clean, reliance), n_clean, heights = KINDS_TRIALS[trial_id]
+    row: dict[str, Any] = {"trial_id": trial_id, "role": role, "status": "completed", "method": method,
+                           "base_seed": seed, "acc_clean": acc_clean, "cue_reliance": reliance,
+                           "device": "cpu", "duration_s": 1.0}
+    if n_clean is not None:
+        row["param_n_clean"] = n_clean
+    if acc_clean is not None:
+        row.update({"acc_cue": 0.95, "acc_rand_cue": acc_clean - 0.1, "acc_rand_img": 0.1 + reliance})
+    paths = []
+    for path in heights:
+        for kind in KIND_FACTOR:
+            for view in VIEWS:
+                for barrier_type in BARRIER_TYPES:
+                    row[barrier_metric(barrier_type, kind, path, view)] = kinds_barrier(
+                        trial_id, barrier_type, kind, path, view)
+                for alpha in (0.0, 0.5, 1.0):
+                    middle = alpha == 0.5
+                    r = kinds_reliance(kind, alpha)
+                    paths.append({
+                        "trial_id": trial_id, "path": path, "kind": kind, "bn_reset": "cumulative:8x256:clean",
+                        "alpha": alpha, "view": view,
+                        "loss": 0.5 + (kinds_barrier(trial_id, "barrier_loss", kind, path, view) if middle else 0),
+                        "acc": 0.9 - (kinds_barrier(trial_id, "barrier_acc", kind, path, view) if middle else 0),
+                        "cue_reliance": r, "pred_consistency": 1 - r / 2, "rep_cosine": 1 - r / 4})
+    return row, paths
+
+
+def write_kinds_study(storage: Path, name: str = "kinds") -> Path:
+    """The three-kinds study under ``storage/name`` (study.yaml plus every trial of :data:`KINDS_TRIALS`)."""
+    from mmc_sweep.study.results import write_trial
+    from mmc_sweep.study.store import Store
+
+    folder = storage / name
+    folder.mkdir(parents=True, exist_ok=True)
+    study_spec = spec(name, num_samples=2)
+    study_spec["base"] = {"epochs": 8, "lr": 0.05, "seeds": [0, 1], "control_pair": True}
+    study_spec["baselines"] = ["naive_ft"]
+    study_spec["paths"] = {"kinds": KINDS_SPEC_ORDER, "alphas": 3, "views": list(VIEWS),
+                           "bn_reset": {"mode": "cumulative", "batches": 8, "data": "clean", "batch_size": 256}}
+    (folder / "study.yaml").write_text(yaml.safe_dump(study_spec, sort_keys=False))
+    store = Store.open(str(storage))
+    metadata = {"spec_hash": SPEC_HASH, "versions": "{}", "device": "cpu"}
+    for order, trial_id in enumerate(KINDS_TRIALS):
+        row, paths = _kinds_rows(trial_id)
+        row["finished_at"] = START + timedelta(minutes=order)
+        write_trial(store, name, {"trials": [row], "paths": paths}, metadata)
+    return folder

@@ -14,10 +14,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis_fixtures import SPEC_HASH, TRIALS, write_study
+from analysis_fixtures import (SPEC_HASH, TRIALS, kinds_barrier, kinds_reliance, write_kinds_study,
+                               write_study)
+from mmc_sweep.analysis.columns import KINDS, barrier_column, parse_barrier_column
+from mmc_sweep.analysis.connectivity import connectivity_table
 from mmc_sweep.analysis.load import load_study, read_paths
 from mmc_sweep.analysis.pareto import non_dominated, pareto_front
 from mmc_sweep.analysis.report import records
+from mmc_sweep.analysis.spec import expected_rows, path_kinds
 from mmc_sweep.analysis.tables import method_table
 from mmc_sweep.cli import main
 
@@ -106,7 +110,7 @@ def test_json_output(study_dir, capsys):
     code, out, _ = run_cli(["analyze", str(study_dir), "--format", "json"], capsys)
     assert code == 0
     report = json.loads(out)
-    assert set(report) == {"summary", "methods", "pareto", "importance"}
+    assert set(report) == {"summary", "methods", "connectivity", "pareto", "importance"}
     s = report["summary"]
     assert (s["study"], s["spec_hash"], s["trials_completed"], s["trials_failed"], s["trials_pruned"]) == \
         ("handmade", SPEC_HASH, 11, 1, 0)
@@ -138,7 +142,9 @@ def test_plot_writes_pngs_of_the_requested_size(study_dir, tmp_path, capsys):
     code, out, _ = run_cli(["plot", str(study_dir), "--out", str(out_dir), "--width", "333", "--height", "257",
                             "--dpi", "50"], capsys)
     assert code == 0
-    names = {"paths_cue_to_ft.png", "paths_ft_to_clean.png", "pareto.png", "history.png", "importance.png"}
+    # an old study (one path kind, no control pair): the base pair's connectivity figure only
+    names = {"paths_cue_to_ft.png", "paths_ft_to_clean.png", "connectivity_cue_to_clean.png", "pareto.png",
+             "history.png", "importance.png"}
     assert {p.name for p in out_dir.iterdir()} == names
     for name in names:
         assert str(out_dir / name) in out  # listed at the end
@@ -263,3 +269,161 @@ def test_analysis_package_keeps_ray_out_and_optuna_isolated():
         assert "import ray" not in text and "from ray" not in text, source
         if source.name != "importance.py":
             assert "import optuna" not in text and "from optuna" not in text, source
+
+
+# ------------------------------------------------------------------ path kinds and the control pair
+# The kinds study lists paths.kinds as [linear, qmc, lmcp]: tables keep the study's order.
+SHOWN_KINDS = ["linear", "qmc", "lmcp"]
+VIEWS = ("clean", "cue", "rand_cue", "rand_img")
+# (method, trials averaged, paths) of the kinds study's models, in table order
+KINDS_MODELS = [
+    ("base_clean", ["base_clean_s0", "base_clean_s1"], ["cue_to_clean"]),
+    ("naive_ft", ["naive_ft_s0", "naive_ft_s1"], ["cue_to_ft", "ft_to_clean"]),
+    ("cbft", ["cbft_1"], ["cue_to_ft", "ft_to_clean"]),  # best: lowest cue_reliance within 2 pp
+    ("cbft", ["cbft_2"], ["cue_to_ft", "ft_to_clean"]),
+    ("control_clean", ["control_clean_s0_s1"], ["clean_to_clean"]),
+]
+
+
+@pytest.fixture(scope="module")
+def kinds_dir(tmp_path_factory) -> Path:
+    return write_kinds_study(tmp_path_factory.mktemp("storage"))
+
+
+def mean_barrier(trial_ids, barrier_type, kind, path, view):
+    return float(np.mean([kinds_barrier(t, barrier_type, kind, path, view) for t in trial_ids]))
+
+
+def test_barrier_column_names_are_the_harness_names():
+    from mmc_sweep.paths import BARRIER_TYPES, barrier_metric, kind_names
+    from mmc_sweep.study.results import BARRIER_METRICS
+
+    assert list(KINDS) == kind_names()
+    for name in BARRIER_METRICS:  # every barrier column the harness writes parses back to its parts
+        barrier_type, kind, path, view = parse_barrier_column(name)
+        assert barrier_column(barrier_type, kind, path, view) == barrier_metric(barrier_type, kind, path, view) == name
+    assert set(BARRIER_TYPES) == {parse_barrier_column(n)[0] for n in BARRIER_METRICS}
+    assert parse_barrier_column("acc_clean") is None and parse_barrier_column("barrier_loss_cue") is None
+
+
+def test_path_kinds_and_expected_rows_from_the_spec():
+    assert path_kinds({}) == ["linear"]
+    assert path_kinds({"paths": {"kinds": ["qmc", "linear", "lmcp"]}}) == ["linear", "qmc", "lmcp"]
+    assert path_kinds({"paths": {"kinds": "lmcp"}}) == ["lmcp"]
+    base = {"seeds": [0, 1, 2], "control_pair": True}
+    assert expected_rows({"base": base})["base"] == 3 * 2 + 2  # one control pair per consecutive seeds
+    assert expected_rows({"base": {**base, "control_pair": False}})["base"] == 6
+    assert expected_rows({"base": {"seeds": [0], "control_pair": True}})["base"] == 2
+
+
+def test_method_table_has_barriers_of_every_kind(kinds_dir):
+    study = load_study(kinds_dir)
+    table = method_table(study.trials, study.spec, top=3)
+    barriers = [c for c in table.columns if c.startswith("barrier_")]
+    assert barriers == [barrier_column("barrier_loss", k, p, v) for k in SHOWN_KINDS
+                        for p in ("cue_to_ft", "ft_to_clean") for v in ("cue", "clean")]
+    assert list(table["method"]) == ["base_cue", "base_clean", "naive_ft", "cbft", "cbft"]  # no control pair
+    rows = table.set_index("trial_id")
+    for method, ids, _ in KINDS_MODELS[1:4]:
+        for kind in SHOWN_KINDS:
+            for view in ("cue", "clean"):
+                # base_clean: its cue->ft barriers are the base pair's cue->clean path, mean over both seeds
+                cue_path = "cue_to_clean" if method == "base_clean" else "cue_to_ft"
+                got = rows.at[",".join(ids), barrier_column("barrier_loss", kind, "cue_to_ft", view)]
+                assert got == pytest.approx(mean_barrier(ids, "barrier_loss", kind, cue_path, view))
+                far = rows.at[",".join(ids), barrier_column("barrier_loss", kind, "ft_to_clean", view)]
+                if method == "base_clean":
+                    assert np.isnan(far)
+                else:
+                    assert far == pytest.approx(mean_barrier(ids, "barrier_loss", kind, "ft_to_clean", view))
+    assert rows.loc["base_cue_s0,base_cue_s1", barriers].isna().all()
+
+
+def test_method_table_headers_name_the_kind(kinds_dir, capsys):
+    code, out, _ = run_cli(["analyze", str(kinds_dir), "--format", "markdown", "--section", "methods"], capsys)
+    assert code == 0
+    header = next(line for line in out.splitlines() if line.startswith("| method |"))
+    assert header.endswith("| n_clean | cue→ft @cue | cue→ft @clean | ft→clean @cue | ft→clean @clean "
+                           "| cue→ft @cue (qmc) | cue→ft @clean (qmc) | ft→clean @cue (qmc) "
+                           "| ft→clean @clean (qmc) "
+                           "| cue→ft @cue (lmcp) | cue→ft @clean (lmcp) | ft→clean @cue (lmcp) "
+                           "| ft→clean @clean (lmcp) |")
+    code, out, _ = run_cli(["analyze", str(kinds_dir), "--no-importance"], capsys)  # rich: whole, not cut
+    assert code == 0 and "(lmcp)" in out.split("Connectivity")[0] and "ft→clean" in out
+
+
+def test_connectivity_lists_every_kind_path_and_view(kinds_dir, capsys):
+    code, out, _ = run_cli(["analyze", str(kinds_dir), "--format", "json", "--section", "connectivity"], capsys)
+    assert code == 0
+    rows = json.loads(out)["connectivity"]
+    expected_keys = [(m, ",".join(ids), p, k) for m, ids, paths in KINDS_MODELS for p in paths for k in SHOWN_KINDS]
+    assert [(r["method"], r["trial_id"], r["path"], r["kind"]) for r in rows] == expected_keys
+    for row in rows:
+        ids = row["trial_id"].split(",")
+        assert row["n_models"] == len(ids)
+        for view in VIEWS:  # loss barriers (nats) and accuracy barriers (fraction), not the mid-point ones
+            for barrier_type in ("barrier_loss", "barrier_acc"):
+                want = mean_barrier(ids, barrier_type, row["kind"], row["path"], view)
+                assert row[f"{barrier_type}_{view}"] == pytest.approx(want), (row, view)
+    control = [r for r in rows if r["method"] == "control_clean"]
+    assert {(r["role"], r["path"]) for r in control} == {("base", "clean_to_clean")}
+    code, out, _ = run_cli(["analyze", str(kinds_dir), "--format", "csv", "--section", "connectivity"], capsys)
+    assert len(list(csv.DictReader(io.StringIO(out)))) == len(expected_keys)
+    code, out, _ = run_cli(["analyze", str(kinds_dir), "--format", "markdown", "--section", "connectivity"], capsys)
+    assert "| clean→clean | lmcp | 0.100 | 0.200 | 0.300 | 0.400 | 0.010 | 0.020 | 0.030 | 0.040 |" in out
+
+
+def test_connectivity_leaves_out_paths_a_model_does_not_have(kinds_dir):
+    study = load_study(kinds_dir)
+    trials = study.trials.copy()
+    unmeasured = [c for c in trials if (parse_barrier_column(c) or ("", "", ""))[2] == "cue_to_ft"]
+    trials.loc[trials["trial_id"] == "cbft_2", unmeasured] = np.nan  # as method none: no cue_to_ft path
+    table = connectivity_table(trials, study.spec)
+    assert set(table.loc[table["trial_id"] == "cbft_2", "path"]) == {"ft_to_clean"}
+    only = connectivity_table(trials, study.spec, kinds=["lmcp"], views=["cue"])
+    assert set(only["kind"]) == {"lmcp"} and [c for c in only if c.startswith("barrier_")] == \
+        ["barrier_loss_cue", "barrier_acc_cue"]
+
+
+def test_summary_counts_the_control_pair(kinds_dir, capsys):
+    code, out, _ = run_cli(["analyze", str(kinds_dir), "--format", "json", "--section", "summary"], capsys)
+    s = json.loads(out)["summary"]
+    assert (s["base_finished"], s["base_expected"], s["trials_missing"]) == (5, 5, 0)
+    assert s["trials_without_paths"] == 0 and s["path_kinds"] == "linear, qmc, lmcp"
+
+
+def test_read_paths_has_invariance_metrics_or_nulls(kinds_dir, study_dir):
+    rows = read_paths(kinds_dir, ["control_clean_s0_s1"])
+    point = rows[(rows["kind"] == "qmc") & (rows["alpha"] == 0.5)]
+    assert len(point) == 4 and point["cue_reliance"].tolist() == pytest.approx([kinds_reliance("qmc", 0.5)] * 4)
+    old = read_paths(study_dir, ["cbft_3"])  # an old study: no kind, no invariance columns in its files
+    assert set(old["kind"]) == {"linear"}
+    assert old[["cue_reliance", "pred_consistency", "rep_cosine"]].isna().all().all()
+
+
+def test_plot_writes_connectivity_figures_of_every_pair(kinds_dir, tmp_path, capsys):
+    code, out, _ = run_cli(["plot", str(kinds_dir), "--out", str(tmp_path), "--width", "640", "--height", "480",
+                            "--no-importance"], capsys)
+    assert code == 0
+    # base pair of seed 0, the control pair, and cue->ft of the best search trial (several kinds)
+    names = {"connectivity_cue_to_clean.png", "connectivity_clean_to_clean.png", "connectivity_cue_to_ft.png"}
+    assert names <= {p.name for p in tmp_path.iterdir()}
+    for name in names:
+        assert str(tmp_path / name) in out
+        with Image.open(tmp_path / name) as img:
+            assert img.size == (640, 480)
+
+
+def test_compare_with_a_study_without_the_kinds(kinds_dir, study_dir, capsys):
+    code, out, _ = run_cli(["compare", str(kinds_dir), str(study_dir), "--format", "json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    first, second = (s["label"] for s in report["studies"])
+    by_key = {(r["method"], r["metric"]): r for r in report["methods"]}
+    lmcp = by_key[("cbft", "barrier_loss_lmcp_cue_to_ft_cue")]
+    assert lmcp[first] == pytest.approx(kinds_barrier("cbft_1", "barrier_loss", "lmcp", "cue_to_ft", "cue"))
+    assert lmcp[second] is None and lmcp[f"delta {second}"] is None
+    linear = by_key[("cbft", "barrier_loss_cue_to_ft_cue")]
+    assert (linear[first], linear[second]) == (pytest.approx(2.4), 1.9)  # handmade best cbft_3: 1.9 nats
+    code, out, _ = run_cli(["compare", str(kinds_dir), str(study_dir)], capsys)
+    assert code == 0 and "cue→ft @cue (lmcp)" in out

@@ -8,7 +8,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from mmc_sweep.cli import main
-from study_files import write_study
+from study_files import TINY, write_study
 
 VIEWS = ("clean", "cue", "rand_cue", "rand_img")
 
@@ -135,19 +135,83 @@ def test_a_changed_spec_under_the_same_name_is_refused(first_study, tmp_path, ca
     assert "another spec" in capsys.readouterr().err
 
 
-def test_connectivity_grid_over_cue_proportion_and_seed(ray_cluster, tmp_path):
-    grid = {"num_samples": 10, "sampler": "grid", "objectives": [{"metric": "barrier_loss_ft_to_clean_cue", "mode": "max"}],
+KINDS = ("linear", "lmcp", "qmc")
+
+
+@pytest.fixture(scope="module")
+def grid_study(ray_cluster, tmp_path_factory):
+    """The connectivity preset in small: method none over cue proportion x seed, all three path
+    kinds, and the control pair of the two seeds' clean references."""
+    root = tmp_path_factory.mktemp("grid")
+    grid = {"num_samples": 10, "sampler": "grid", "objectives": [{"metric": "barrier_loss_lmcp_ft_to_clean_cue", "mode": "max"}],
             "space": {"cue_proportion": {"type": "categorical", "choices": [0.5, 1.0]},
                       "base_seed": {"type": "categorical", "choices": [0, 1]}}}
-    spec_file = write_study(tmp_path, "grid", finetune={"method": "none"}, baselines=[], search=grid,
-                            base={"seeds": [0, 1]})
-    assert main(["run", str(spec_file), "--storage", str(tmp_path / "store")]) == 0
-    folder = tmp_path / "store" / "grid"
-    search = [r for r in _table(folder, "trials") if r["role"] == "search"]
+    paths = dict(TINY["paths"], kinds=list(KINDS), qmc={"epochs": 2, "batch_size": 64},
+                 align={"batches": 2, "batch_size": 64})
+    spec_file = write_study(root, "grid", finetune={"method": "none"}, baselines=[], search=grid,
+                            base={"seeds": [0, 1], "control_pair": True}, paths=paths)
+    code = main(["run", str(spec_file), "--storage", str(root / "store")])
+    return code, root, spec_file
+
+
+def test_connectivity_grid_over_cue_proportion_and_seed(grid_study):
+    code, root, _ = grid_study
+    assert code == 0
+    folder = root / "store" / "grid"
+    trials = _table(folder, "trials")
+    search = [r for r in trials if r["role"] == "search"]
     assert sorted((r["cue_proportion"], r["base_seed"]) for r in search) == [(0.5, 0), (0.5, 1), (1.0, 0), (1.0, 1)]
-    assert all(r["barrier_loss_ft_to_clean_cue"] is not None and r["barrier_loss_cue_to_ft_cue"] is None for r in search)
+    for kind in ("", "lmcp_", "qmc_"):
+        assert all(r[f"barrier_loss_{kind}ft_to_clean_cue"] is not None and r[f"barrier_loss_{kind}cue_to_ft_cue"] is None
+                   for r in search)
     paths = _table(folder, "paths")
-    assert {p["path"] for p in paths if p["trial_id"] in {r["trial_id"] for r in search}} == {"ft_to_clean"}
+    mine = [p for p in paths if p["trial_id"] in {r["trial_id"] for r in search}]
+    assert {p["path"] for p in mine} == {"ft_to_clean"} and {p["kind"] for p in mine} == set(KINDS)
+    assert len(mine) == 4 * 3 * 3 * 4  # trials x kinds x alphas x views
     # cue models per (proportion, seed) for the grid and at data.cue_proportion (0.8) for the base
     # pair's reference rows, plus one clean reference per seed
-    assert len(list((tmp_path / "store" / "models").iterdir())) == 3 * 2 + 2
+    assert len(list((root / "store" / "models").iterdir())) == 3 * 2 + 2
+    # midpoints: one per distinct pair of models (the grid's four, the two base pairs, the control pair)
+    assert len(list((root / "store" / "midpoints").glob("*/midpoint.pt"))) == 4 + 2 + 1
+
+
+def test_the_control_pair_and_invariance_along_its_paths(grid_study):
+    _, root, _ = grid_study
+    folder = root / "store" / "grid"
+    control = [r for r in _table(folder, "trials") if r["method"] == "control_clean"]
+    assert [r["trial_id"] for r in control] == ["control_clean_s0_s1"]
+    assert all(control[0][f"barrier_loss_{k}clean_to_clean_{v}"] is not None for k in ("", "lmcp_", "qmc_") for v in VIEWS)
+    rows = [p for p in _table(folder, "paths") if p["trial_id"] == "control_clean_s0_s1"]
+    assert {(p["path"], p["kind"]) for p in rows} == {("clean_to_clean", k) for k in KINDS}
+    assert all(p["cue_reliance"] is not None and p["rep_cosine"] is not None for p in rows)
+    for p in rows:  # per-alpha metrics: one value per point, on every view's row
+        same_point = {q["cue_reliance"] for q in rows if (q["kind"], q["alpha"]) == (p["kind"], p["alpha"])}
+        assert same_point == {p["cue_reliance"]}
+
+
+def test_a_second_study_reuses_the_stored_midpoints(grid_study, tmp_path):
+    _, root, spec_file = grid_study
+    midpoints = {p: p.stat().st_mtime_ns for p in (root / "store" / "midpoints").rglob("*") if p.is_file()}
+    again = tmp_path / "again.yaml"
+    again.write_text(spec_file.read_text().replace("name: grid", "name: grid_again").replace("num_samples: 10", "num_samples: 1"))
+    assert main(["run", str(again), "--storage", str(root / "store")]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (root / "store" / "midpoints").rglob("*") if p.is_file()} == midpoints
+    trials = _table(root / "store" / "grid_again", "trials")
+    assert len([r for r in trials if r["role"] == "search"]) == 1
+    by_method = {r["method"]: r for r in trials}  # each with its QMC barrier, from a reused midpoint
+    for method, path in (("none", "ft_to_clean"), ("base_clean", "cue_to_clean"), ("control_clean", "clean_to_clean")):
+        assert by_method[method][f"barrier_loss_qmc_{path}_cue"] is not None, method
+
+
+def test_analyze_and_plot_a_study_with_every_kind(grid_study, tmp_path, capsys):
+    import json
+
+    _, root, _ = grid_study
+    folder = root / "store" / "grid"
+    assert main(["analyze", str(folder), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    control = [r for r in report["connectivity"] if r["path"] == "clean_to_clean"]
+    assert {r["kind"] for r in control} == set(KINDS)
+    assert main(["plot", str(folder), "--out", str(tmp_path / "figs"), "--no-importance"]) == 0
+    assert (tmp_path / "figs" / "connectivity_cue_to_clean.png").is_file()
+    assert (tmp_path / "figs" / "connectivity_clean_to_clean.png").is_file()

@@ -1,4 +1,6 @@
-"""PNG figures of a study: connectivity paths, Pareto scatter, optimisation history, importances.
+"""PNG figures of a study: paths of chosen trials, the connectivity figure of one pair (every path
+kind side by side, with the invariance metrics along the path), Pareto scatter, optimisation
+history, importances.
 
 Headless by construction: figures are ``matplotlib.figure.Figure`` objects drawn on the Agg canvas,
 never pyplot, so no display and no global backend switch are involved. Each figure is exactly
@@ -18,18 +20,29 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from mmc_sweep.analysis.columns import KIND_LABELS, KINDS, parse_barrier_column, path_label
 from mmc_sweep.analysis.pareto import metric_column, non_dominated
 from mmc_sweep.analysis.spec import Objective, objectives
 from mmc_sweep.analysis.tables import completed, with_n_clean
 
 VIEW_ORDER = ("clean", "cue", "rand_cue", "rand_img")
+# One colour and line style per path kind, the same in every figure (grey for a kind not listed).
+KIND_COLOURS = {"linear": "C0", "lmcp": "C1", "qmc": "C2"}
+KIND_LINESTYLES = {"linear": "-", "lmcp": "--", "qmc": "-."}
+# Invariance metrics of every path point: column, panel title, axis label
+INVARIANCE_PANELS = (
+    ("cue_reliance", "cue reliance", "0: ignores the cue, 1: follows it"),
+    ("pred_consistency", "prediction consistency", "fraction same, own vs random cue"),
+    ("rep_cosine", "representation cosine", "features' cosine, own vs random cue"),
+)
 BASELINE_MARKERS = ("X", "P", "D", "v", "^", "<", ">")
-PATH_TEXT = {
-    "cue_to_ft": ("Linear paths from the cue model to each fine-tuned model",
-                  "α = 0: cue model, α = 1: fine-tuned model"),
-    "ft_to_clean": ("Linear paths from each fine-tuned model to the clean reference",
-                    "α = 0: fine-tuned model, α = 1: clean reference"),
-}
+PATH_TEXT = {"cue_to_ft": "from the cue model to each fine-tuned model",
+             "ft_to_clean": "from each fine-tuned model to the clean reference"}
+BARRIER_WORDS = {"barrier_loss": "loss barrier", "barrier_acc": "accuracy barrier",
+                 "barrier_mid_loss": "loss barrier at α = 0.5", "barrier_mid_acc": "accuracy barrier at α = 0.5"}
+# Which model sits at each end of a path (α = 0, α = 1)
+PATH_ENDS = {"cue_to_ft": ("cue model", "fine-tuned model"), "ft_to_clean": ("fine-tuned model", "clean reference"),
+             "cue_to_clean": ("cue model", "clean reference"), "clean_to_clean": ("clean reference", "clean reference")}
 
 
 @dataclass(frozen=True)
@@ -54,9 +67,9 @@ class Size:
 
 def unit(metric: str) -> str:
     """Unit of a trials column, for axis labels."""
-    if metric.startswith(("acc_", "cue_reliance")):
+    if metric.startswith(("acc_", "cue_reliance", "barrier_acc_", "barrier_mid_acc_")):
         return "fraction"
-    if metric.startswith(("barrier_loss_", "loss_")):
+    if metric.startswith(("barrier_loss_", "barrier_mid_loss_", "loss_")):
         return "nats"
     return "images" if metric == "n_clean" else ""
 
@@ -72,8 +85,9 @@ def axis_label(metric: str, mode: str | None = None, short: bool = False) -> str
         text = f"accuracy on the {metric[4:]} view (fraction)"
     elif metric == "cue_reliance":
         text = "cue reliance (0 = ignores the cue, 1 = follows it)"
-    elif metric.startswith("barrier_loss_"):
-        text = f"loss barrier {metric[len('barrier_loss_'):]} (nats)"
+    elif parse_barrier_column(metric) is not None:
+        barrier_type, kind, path, view = parse_barrier_column(metric)
+        text = f"{BARRIER_WORDS[barrier_type]} {path_label(path)}, {view} view, {kind} path ({unit(metric)})"
     elif metric.startswith("loss_"):
         text = f"cross-entropy on the {metric[5:]} view (nats)"
     elif metric == "n_clean":
@@ -88,10 +102,39 @@ def _curve(paths: pd.DataFrame, trial_id: str, path: str) -> pd.DataFrame:
     return paths[(paths["trial_id"] == trial_id) & (paths["path"] == path)]
 
 
+def _ordered(values: Any, order: Sequence[str]) -> list[str]:
+    """Distinct non-null values: those in ``order`` first, in that order, then the rest sorted."""
+    present = {str(v) for v in pd.Series(values).dropna()}
+    return [v for v in order if v in present] + sorted(present - set(order))
+
+
+def _bn_text(rows: pd.DataFrame) -> str:
+    labels = _ordered(rows["bn_reset"], ()) if "bn_reset" in rows else []
+    return f"BatchNorm reset: {', '.join(labels) or 'unknown'}"
+
+
+def _kind_label(kind: str) -> str:
+    return f"{KIND_LABELS[kind]} ({kind})" if kind in KIND_LABELS else kind
+
+
+def _loss_acc_axes(fig: Any, views: Sequence[str]) -> np.ndarray:
+    """Two rows of panels, one column per view: loss (nats) above accuracy (fraction), α along x."""
+    axes = fig.subplots(2, len(views), sharex=True, squeeze=False)
+    for j, view in enumerate(views):
+        axes[0][j].set_title(f"{view} view")
+        axes[1][j].set_xlabel("α")
+        for i in range(2):
+            axes[i][j].grid(alpha=0.3)
+    axes[0][0].set_ylabel("loss (cross-entropy, nats)")
+    axes[1][0].set_ylabel("accuracy (fraction)")
+    return axes
+
+
 def path_figure(paths: pd.DataFrame, trials: pd.DataFrame, chosen: Sequence[str], which: str,
                 file: Path, size: Size) -> Path | None:
     """Loss (top) and accuracy (bottom) along ``which`` paths of the chosen trials, one column per
-    view, with the base pair's cue->clean path as the dashed black reference. None if nothing to draw."""
+    view, with the base pair's cue->clean path as the black reference; one colour per trial and,
+    when several path kinds were measured, one line style per kind. None if nothing to draw."""
     by_id = trials.set_index("trial_id")
     chosen = [t for t in chosen if t in by_id.index]
     seeds = set(by_id.loc[chosen, "base_seed"].dropna()) if chosen else set()
@@ -104,11 +147,10 @@ def path_figure(paths: pd.DataFrame, trials: pd.DataFrame, chosen: Sequence[str]
     curves = [c for c in curves if len(c[1])]
     if not any(not ref for _, _, ref in curves):
         return None
-    views = [v for v in VIEW_ORDER if v in set(paths["view"])] + sorted(set(paths["view"]) - set(VIEW_ORDER))
-    kinds = sorted(set(pd.concat([c[1] for c in curves])["kind"].dropna()))
-    bn = sorted(set(pd.concat([c[1] for c in curves])["bn_reset"].dropna()))
+    drawn = pd.concat([c[1] for c in curves])
+    views, kinds = _ordered(paths["view"], VIEW_ORDER), _ordered(drawn["kind"], KINDS)
     fig = size.figure()
-    axes = fig.subplots(2, len(views), sharex=True, squeeze=False)
+    axes = _loss_acc_axes(fig, views)
     colours = itertools.cycle(f"C{i}" for i in range(10))  # matplotlib's default colour cycle
     marker = "o" if paths["alpha"].nunique() <= 21 else None  # dots only where they can be told apart
     handles: list[Line2D] = []
@@ -116,24 +158,74 @@ def path_figure(paths: pd.DataFrame, trials: pd.DataFrame, chosen: Sequence[str]
         colour = "black" if ref else next(colours)
         for kind, kind_rows in curve.groupby("kind", dropna=False):
             name = label if len(kinds) <= 1 else f"{label} [{kind}]"
+            style = ("--" if ref else "-") if len(kinds) <= 1 else KIND_LINESTYLES.get(str(kind), ":")
             for j, view in enumerate(views):
                 v = kind_rows[kind_rows["view"] == view].sort_values("alpha")
                 for i, col in enumerate(("loss", "acc")):
-                    line, = axes[i][j].plot(v["alpha"], v[col], color=colour, linestyle="--" if ref else "-",
+                    line, = axes[i][j].plot(v["alpha"], v[col], color=colour, linestyle=style,
                                             marker=marker, markersize=3, linewidth=1.5, label=name)
             handles.append(line)
-    title, xlabel = PATH_TEXT[which]
-    for j, view in enumerate(views):
-        axes[0][j].set_title(f"{view} view")
-        axes[1][j].set_xlabel("α")
-        for i in range(2):
-            axes[i][j].grid(alpha=0.3)
-    axes[0][0].set_ylabel("loss (cross-entropy, nats)")
-    axes[1][0].set_ylabel("accuracy (fraction)")
-    fig.suptitle(f"{title}\n{xlabel}; dashed: base pair, cue model → clean reference\n"
-                 f"BatchNorm reset: {', '.join(bn) or 'unknown'}", fontsize="medium")
+    start, end = PATH_ENDS[which]
+    what = "Linear paths" if kinds == ["linear"] else f"Paths ({', '.join(map(_kind_label, kinds))})"
+    legend = ("dashed" if len(kinds) <= 1 else "black") + ": base pair, cue model → clean reference"
+    fig.suptitle(f"{what} {PATH_TEXT[which]}\nα = 0: {start}, α = 1: {end}; {legend}\n{_bn_text(drawn)}",
+                 fontsize="medium")
     fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize="small")
     return size.save(fig, file)
+
+
+def connectivity_figure(rows: pd.DataFrame, title: str, file: Path, size: Size) -> Path | None:
+    """The paper's connectivity figure of one pair: every path kind measured between the two models
+    side by side. One column per view: loss (nats) along α, then accuracy (fraction); below, the
+    invariance metrics along α (one panel each, left out when the rows have none). One curve per
+    kind, coloured as everywhere (:data:`KIND_COLOURS`).
+
+    ``rows``: the path rows of one pair (columns ``kind``, ``alpha``, ``view``, ``loss``, ``acc``,
+    optionally ``cue_reliance``, ``pred_consistency``, ``rep_cosine`` and ``bn_reset``); ``title``
+    says which pair and which model is at each end; the BN reset label is added below it.
+    Returns ``file``, or None when there are no rows.
+    """
+    if rows.empty:
+        return None
+    views, kinds = _ordered(rows["view"], VIEW_ORDER), _ordered(rows["kind"], KINDS)
+    # Invariance metrics are one value per point, repeated on every view's row: first non-null each.
+    metrics = [m for m, _, _ in INVARIANCE_PANELS if m in rows and rows[m].notna().any()]
+    points = rows.groupby(["kind", "alpha"])[metrics].first().reset_index() if metrics else None
+    fig = size.figure()
+    top, bottom = fig.subfigures(2, 1, height_ratios=(2, 1)) if metrics else (fig, None)
+    axes = _loss_acc_axes(top, views)
+    marker = "o" if rows["alpha"].nunique() <= 21 else None  # dots only where they can be told apart
+    style = {k: {"color": KIND_COLOURS.get(k, "C7"), "linestyle": KIND_LINESTYLES.get(k, ":"), "marker": marker,
+                 "markersize": 3, "linewidth": 1.5, "label": _kind_label(k)} for k in kinds}
+    for kind in kinds:
+        for j, view in enumerate(views):
+            v = rows[(rows["kind"] == kind) & (rows["view"] == view)].sort_values("alpha")
+            for i, col in enumerate(("loss", "acc")):
+                axes[i][j].plot(v["alpha"], v[col], **style[kind])
+    if bottom is not None:
+        panels = bottom.subplots(1, len(INVARIANCE_PANELS), sharex=True, squeeze=False)[0]
+        for ax, (metric, name, meaning) in zip(panels, INVARIANCE_PANELS):
+            ax.set_title(f"{name} (all views)", fontsize="medium")
+            ax.set_xlabel("α")
+            ax.set_ylabel(meaning, fontsize="small")
+            ax.grid(alpha=0.3)
+            if metric not in metrics:
+                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
+                continue
+            for kind in kinds:
+                p = points[points["kind"] == kind].sort_values("alpha")
+                ax.plot(p["alpha"], p[metric], **style[kind])
+    handles = [Line2D([], [], **style[k]) for k in kinds]
+    fig.suptitle(f"{title}\n{_bn_text(rows)}", fontsize="medium")
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
+    return size.save(fig, file)
+
+
+def pair_title(path: str, who: str, ends: tuple[str, str] | None = None) -> str:
+    """Title of a connectivity figure: the path and pair (``who``), and which model is at each end of
+    α (``ends``; default: the usual models of ``path``)."""
+    start, end = ends or PATH_ENDS.get(path, ("model A", "model B"))
+    return f"Connectivity {path_label(path)}: {who}\nα = 0: {start}, α = 1: {end}"
 
 
 # ---------------------------------------------------------------------------------------- pareto

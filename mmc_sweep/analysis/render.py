@@ -2,7 +2,8 @@
 
 Every section becomes a :class:`Block` (title, columns, rows of plain values, caption); each format
 renders blocks its own way. JSON prints the report object itself, so scripts get raw numbers.
-Units: accuracies and cue reliance are fractions in [0, 1], loss barriers are nats.
+Units: accuracies and cue reliance are fractions in [0, 1], loss barriers are nats, accuracy
+barriers fractions. Barrier columns print as ``cue→ft @cue`` (linear) or ``cue→ft @cue (lmcp)``.
 """
 from __future__ import annotations
 
@@ -17,18 +18,19 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
+from mmc_sweep.analysis.columns import VIEWS, barrier_label, path_label
+
 FORMATS = ("table", "markdown", "csv", "json")
-SECTIONS = ("summary", "methods", "pareto", "importance")
-UNITS = "accuracies and cue_reliance are fractions in [0, 1]; barriers are loss barriers in nats (view after @)"
+SECTIONS = ("summary", "methods", "connectivity", "pareto", "importance")
+UNITS = ("accuracies and cue_reliance are fractions in [0, 1]; barriers are loss barriers in nats "
+         "(view after @, path kind in parentheses; none = linear)")
+CONNECTIVITY_UNITS = ("loss: loss barrier, nats (max over α of the loss above the straight line between the ends); "
+                      "acc: accuracy barrier, fraction (max over α of that line above the accuracy)")
 BASE_CLEAN_NOTE = "base_clean's cue→ft barriers are the base pair's cue→clean path"
-HEADERS = {
-    "n_models": "n",
-    "barrier_loss_cue_to_ft_cue": "cue→ft @cue",
-    "barrier_loss_cue_to_ft_clean": "cue→ft @clean",
-    "barrier_loss_ft_to_clean_cue": "ft→clean @cue",
-    "barrier_loss_ft_to_clean_clean": "ft→clean @clean",
-    "on_objective_front": "objective front",
-}
+BASE_PAIR_NOTE = "base_clean: the base pair, cue model → clean reference"
+CONTROL_NOTE = ("control_clean: the control pair, clean references of two base seeds (the barrier between models "
+                "that share a mechanism)")
+HEADERS = {"n_models": "n", "on_objective_front": "objective front"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,12 @@ class Block:
 def header(column: str) -> str:
     if column in HEADERS:
         return HEADERS[column]
+    for barrier_type, short in (("barrier_loss_", "loss"), ("barrier_acc_", "acc")):  # connectivity: per view
+        if column.startswith(barrier_type) and column[len(barrier_type):] in VIEWS:
+            return f"{short} @{column[len(barrier_type):]}"
+    label = barrier_label(column)
+    if label is not None:
+        return label
     return column[len("param_"):] if column.startswith("param_") else column
 
 
@@ -56,6 +64,8 @@ def cell(column: str, value: Any) -> str:
         return "yes" if value else "no"
     if column == "metric":
         return header(str(value))
+    if column == "path":
+        return path_label(str(value))
     if isinstance(value, (int, float)) and column.startswith("delta"):
         whole = abs(value) >= 1 and float(value).is_integer()  # image counts (n_clean)
         return f"{value:+.0f}" if whole else f"{value:+.3f}"
@@ -81,6 +91,7 @@ def summary_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
         ("compute time", f"{s['compute_time']} ({s['compute_seconds']:.0f} s, summed over trials)"),
         ("devices", s["devices"] or "—"),
         ("objectives", s["objectives"]),
+        ("path kinds", s.get("path_kinds") or "linear"),
     ]
     if s["trials_without_paths"]:
         lines.append(("without path curves", str(s["trials_without_paths"])))
@@ -111,19 +122,33 @@ def analyze_blocks(report: dict[str, Any], sections: tuple[str, ...] = SECTIONS)
     if s["trials_finished"] == 0:
         return blocks
     if "methods" in sections:
-        cols = ("method", "role", "trial_id", "n_models", "acc_clean", "acc_cue", "acc_rand_cue", "acc_rand_img",
-                "cue_reliance", "n_clean", "barrier_loss_cue_to_ft_cue", "barrier_loss_cue_to_ft_clean",
-                "barrier_loss_ft_to_clean_cue", "barrier_loss_ft_to_clean_clean")
-        blocks.append(Block("Methods", cols, tuple(report["methods"]), caption=UNITS,
+        rows = tuple(report["methods"])
+        blocks.append(Block("Methods", _columns(rows), rows, caption=UNITS,
                             notes=(s["best_rule"], BASE_CLEAN_NOTE, "n = models averaged (one per base seed)")))
+    if "connectivity" in sections:
+        rows = tuple(report["connectivity"])
+        blocks.append(Block("Connectivity: barriers of every path kind, path and view", _columns(rows), rows,
+                            caption=CONNECTIVITY_UNITS, notes=_pair_notes(rows)))
     if "pareto" in sections:
         rows = tuple(report["pareto"])
-        cols = tuple(rows[0]) if rows else ("trial_id",)
-        blocks.append(Block("Pareto front", cols, rows, caption=f"non-dominated over {s['pareto_axes']}",
+        blocks.append(Block("Pareto front", _columns(rows, ("trial_id",)), rows,
+                            caption=f"non-dominated over {s['pareto_axes']}",
                             notes=("objective front = also non-dominated on the study's objectives alone",)))
     if "importance" in sections:
         blocks.append(importance_block(report["importance"]))
     return blocks
+
+
+def _pair_notes(rows: tuple[dict[str, Any], ...]) -> tuple[str, ...]:
+    methods = {r["method"] for r in rows}
+    notes = (BASE_PAIR_NOTE,) * ("base_clean" in methods) + (CONTROL_NOTE,) * ("control_clean" in methods)
+    return notes + ("n = models (or pairs) averaged",)
+
+
+def _columns(rows: tuple[dict[str, Any], ...], empty: tuple[str, ...] = ("method", "role", "trial_id")
+             ) -> tuple[str, ...]:
+    """A section's columns: the keys of its rows (every row has the same), ``empty`` when it has none."""
+    return tuple(rows[0]) if rows else empty
 
 
 def importance_block(importance: dict[str, Any]) -> Block:
@@ -145,33 +170,47 @@ def compare_blocks(report: dict[str, Any]) -> list[Block]:
     overview = tuple({"study": s["label"], "folder": s["folder"], "completed": s["trials_completed"],
                       "missing": s["trials_missing"], "spec hash": s["spec_hash"]} for s in studies)
     rows = tuple(report["methods"])
-    cols = tuple(rows[0]) if rows else ("method", "role", "metric")
+    cols = _columns(rows, ("method", "role", "metric"))
     notes = (studies[0]["best_rule"] if studies else "", "delta = study minus the first study")
     return [Block("Studies", ("study", "folder", "completed", "missing", "spec hash"), overview),
             Block("Methods compared", cols, rows, caption=UNITS, notes=notes)]
 
 
 # ------------------------------------------------------------------------------------- formats
-def _console(out: TextIO) -> Console:
-    # Wide tables: a pipe or file gets 200 columns instead of rich's default 80.
-    width = None if out.isatty() else max(200, shutil.get_terminal_size((200, 40)).columns)
+def _console(out: TextIO, tables: list[Table]) -> Console:
+    """A terminal gets its own width; a pipe or file at least 200 columns (rich's default is 80),
+    more when a table needs it whole (a method table with three path kinds: ~250)."""
+    if out.isatty():
+        return Console(file=out, highlight=False, soft_wrap=False)
+    probe = Console(width=10_000, file=io.StringIO())
+    needed = max((probe.measure(t).minimum for t in tables), default=0)
+    width = max(200, shutil.get_terminal_size((200, 40)).columns, needed)
     return Console(file=out, width=width, highlight=False, soft_wrap=False)
 
 
+def _rich_table(block: Block) -> Table:
+    table = Table(title=f"[bold]{block.title}[/]", caption=block.caption or None, title_justify="left")
+    numeric = {c for c in block.columns if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+                                               for r in block.rows)}
+    cells = [[cell(c, row.get(c)) for c in block.columns] for row in block.rows]
+    for i, col in enumerate(block.columns):
+        # Values keep their width (headers wrap instead) unless a single value is very long.
+        widest = min(32, max((len(r[i]) for r in cells), default=0))
+        table.add_column(header(col), justify="right" if col in numeric else "left", overflow="fold",
+                         min_width=widest)
+    for values in cells:
+        table.add_row(*values)
+    if not block.rows:
+        table.add_row(*(["(none)"] + [""] * (len(block.columns) - 1)))
+    return table
+
+
 def print_rich(blocks: list[Block], lines: list[str], out: TextIO) -> None:
-    console = _console(out)
+    tables = [_rich_table(block) for block in blocks]
+    console = _console(out, tables)
     for line in lines:
         console.print(f"[bold yellow]{line}[/]")
-    for block in blocks:
-        table = Table(title=f"[bold]{block.title}[/]", caption=block.caption or None, title_justify="left")
-        numeric = {c for c in block.columns if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
-                                                   for r in block.rows)}
-        for col in block.columns:
-            table.add_column(header(col), justify="right" if col in numeric else "left", overflow="fold")
-        for row in block.rows:
-            table.add_row(*(cell(c, row.get(c)) for c in block.columns))
-        if not block.rows:
-            table.add_row(*(["(none)"] + [""] * (len(block.columns) - 1)))
+    for block, table in zip(blocks, tables):
         console.print(table)
         for note in block.notes:
             console.print(f"  [dim]{note}[/]")

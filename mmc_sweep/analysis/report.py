@@ -1,8 +1,10 @@
 """The analyses as plain, JSON-able records: what ``analyze`` and ``compare`` print in every format.
 
-``analyze``: ``{summary: dict, methods: [row], pareto: [row], importance: {objective: entry}}``.
+``analyze``: ``{summary: dict, methods: [row], connectivity: [row], pareto: [row],
+importance: {objective: entry}}``.
 ``compare``: ``{studies: [summary], methods: [row per method and metric, one column per study,
-plus the difference of each study from the first]}``.
+plus the difference of each study from the first]}``; barriers of every path kind any of the
+studies measures (null for a study without that kind).
 """
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from mmc_sweep.analysis.columns import ordered_kinds
+from mmc_sweep.analysis.connectivity import connectivity_table
 from mmc_sweep.analysis.load import Study
 from mmc_sweep.analysis.pareto import front_axes, pareto_front
-from mmc_sweep.analysis.tables import (BARRIERS, DEFAULT_TOLERANCE_PP, DEFAULT_TOP, METRICS, method_table,
+from mmc_sweep.analysis.spec import path_kinds
+from mmc_sweep.analysis.tables import (DEFAULT_TOLERANCE_PP, DEFAULT_TOP, METRICS, method_barriers, method_table,
                                        summary)
 
 # Counts stored as float64 beside nulls in pandas; reported as integers when whole.
@@ -45,11 +50,12 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def analyze_report(study: Study, top: int = DEFAULT_TOP, tolerance_pp: float = DEFAULT_TOLERANCE_PP,
                    importance: bool = True) -> dict[str, Any]:
-    """Summary, method table, Pareto front and (unless ``importance`` is False) importances."""
+    """Summary, method table, connectivity table, Pareto front and (unless ``importance`` is False) importances."""
     axes = ", ".join(o.label for o in front_axes(study.trials, study.spec))
     report: dict[str, Any] = {
         "summary": {**{k: plain(v) for k, v in summary(study, tolerance_pp).items()}, "pareto_axes": axes},
         "methods": records(method_table(study.trials, study.spec, top, tolerance_pp)),
+        "connectivity": records(connectivity_table(study.trials, study.spec, top, tolerance_pp)),
         "pareto": records(pareto_front(study.trials, study.spec)),
         "importance": {},
     }
@@ -75,14 +81,15 @@ def compare_report(studies: Sequence[Study], tolerance_pp: float = DEFAULT_TOLER
     has for a method (e.g. ``n_clean`` of base models) are left out.
     """
     labels = study_labels(studies)
-    tables = [method_table(s.trials, s.spec, 1, tolerance_pp) for s in studies]
+    kinds = ordered_kinds(k for s in studies for k in path_kinds(s.spec))
+    tables = [method_table(s.trials, s.spec, 1, tolerance_pp, kinds) for s in studies]
     keys: list[tuple[str, str]] = []
     for table in tables:
         keys += [k for k in zip(table["method"], table["role"]) if k not in keys]
     rows: list[dict[str, Any]] = []
     for method, role in keys:
         found = [t[(t["method"] == method) & (t["role"] == role)] for t in tables]
-        for metric in METRICS + BARRIERS:
+        for metric in METRICS + method_barriers(kinds):
             values = [plain(f[metric].iloc[0], metric) if len(f) else None for f in found]
             if all(v is None for v in values):  # e.g. n_clean of base models: nothing to compare
                 continue

@@ -1,4 +1,5 @@
-"""What the analysis reads from a study's ``study.yaml``: objectives, search space, expected rows.
+"""What the analysis reads from a study's ``study.yaml``: objectives, search space, path kinds and
+views, expected rows.
 
 The spec is the harness's resolved spec as a plain dict (``yaml.safe_load``); the analysis reads it
 defensively, with the defaults below, so an old or hand-written spec still gives a report.
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from mmc_sweep.analysis.columns import VIEWS, ordered_kinds
 
 # Used when a spec names no objectives: the two quantities the paper trades off.
 DEFAULT_OBJECTIVES = (("acc_clean", "max"), ("cue_reliance", "min"))
@@ -22,6 +25,10 @@ class Objective:
     @property
     def label(self) -> str:
         return f"{self.metric} ({self.mode})"
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def objectives(spec: dict[str, Any]) -> list[Objective]:
@@ -46,13 +53,12 @@ def base_seeds(spec: dict[str, Any]) -> list[Any]:
     seeds = base.get("seeds")
     if seeds is None:
         seeds = [base.get("seed", 0)]
-    return list(seeds) if isinstance(seeds, (list, tuple)) else [seeds]
+    return _as_list(seeds)
 
 
 def baseline_methods(spec: dict[str, Any]) -> list[str]:
     """Baseline methods the study runs at their defaults (``baselines:``), in spec order."""
-    baselines = spec.get("baselines") or []
-    return [str(b) for b in baselines] if isinstance(baselines, (list, tuple)) else [str(baselines)]
+    return [str(b) for b in _as_list(spec.get("baselines") or [])]
 
 
 def search_method(spec: dict[str, Any]) -> str:
@@ -60,12 +66,32 @@ def search_method(spec: dict[str, Any]) -> str:
     return str((spec.get("finetune") or {}).get("method", "cbft"))
 
 
+def control_pair(spec: dict[str, Any]) -> bool:
+    """``base.control_pair``: the clean references of consecutive base seeds are measured as a pair."""
+    return bool((spec.get("base") or {}).get("control_pair", False))
+
+
+def path_kinds(spec: dict[str, Any]) -> list[str]:
+    """Path kinds the study measures (``paths.kinds``; ``linear`` first, default ``[linear]``)."""
+    kinds = (spec.get("paths") or {}).get("kinds")
+    return ordered_kinds(_as_list(kinds)) if kinds else ["linear"]
+
+
+def path_views(spec: dict[str, Any]) -> list[str]:
+    """Views evaluated along the paths (``paths.views``, default all four), in the usual view order."""
+    views = (spec.get("paths") or {}).get("views")
+    listed = {str(v) for v in _as_list(views)} if views else set(VIEWS)
+    return [v for v in VIEWS if v in listed] or list(VIEWS)
+
+
 def expected_rows(spec: dict[str, Any]) -> dict[str, int]:
-    """Rows a finished study has per role: 2 base models and one row per baseline per base seed,
-    plus ``search.num_samples`` search trials."""
+    """Rows a finished study has per role: 2 base models per base seed (plus one control pair per
+    two consecutive seeds with ``base.control_pair``), one row per baseline per base seed, and
+    ``search.num_samples`` search trials."""
     seeds = len(base_seeds(spec))
+    controls = seeds - 1 if control_pair(spec) and seeds >= 2 else 0
     return {
-        "base": 2 * seeds,
+        "base": 2 * seeds + controls,
         "baseline": len(baseline_methods(spec)) * seeds,
         "search": int((spec.get("search") or {}).get("num_samples") or 0),
     }

@@ -2,7 +2,9 @@
 
 Nothing is trained: metrics are smooth made-up functions of the parameters (more barrier weight,
 less cue reliance; more clean images, higher clean accuracy) so that tables and figures look like
-a real study's. One part file per trial in each dataset, as the harness writes them.
+a real study's. One part file per trial in each dataset, as the harness writes them: the trials
+rows carry the barrier columns of every path kind (null for kinds not measured), the path rows
+the invariance metrics of every point. The output depends only on the arguments.
 """
 from __future__ import annotations
 
@@ -15,13 +17,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-VIEWS = ("clean", "cue", "rand_cue", "rand_img")
+from mmc_sweep.analysis.columns import BARRIER_TYPES, KINDS, PATHS, VIEWS, barrier_column, barrier_columns
+
 BASELINES = ("naive_ft", "llrt", "lpft")
 NUM_CLASSES = 10
 SPEC_HASH = "feedfacecafe0001"  # fixed: the synthetic spec never changes
+# Aligning units (lmcp) or bending the path (qmc) lowers a barrier; made-up factors of the linear one.
+KIND_SCALE = {"linear": 1.0, "lmcp": 0.5, "qmc": 0.2}
+INVARIANCE = ("cue_reliance", "pred_consistency", "rep_cosine")
 
 
-def synthetic_spec(name: str, n_trials: int, alphas: int) -> dict:
+def synthetic_spec(name: str, n_trials: int, alphas: int, kinds: tuple[str, ...] = ("linear",)) -> dict:
     """The resolved study spec written as ``study.yaml``."""
     return {
         "name": name,
@@ -43,10 +49,16 @@ def synthetic_spec(name: str, n_trials: int, alphas: int) -> dict:
                 "t_distribution": {"type": "categorical", "choices": ["uniform", "beta", "midpoint"]},
             },
         },
-        "paths": {"alphas": alphas, "views": list(VIEWS),
+        "paths": {"kinds": list(kinds), "alphas": alphas, "views": list(VIEWS),
                   "bn_reset": {"mode": "cumulative", "batches": 8, "data": "clean", "batch_size": 256}},
         "resources": {"cpu": 1, "gpu": 0},
     }
+
+
+def _invariance(reliance: np.ndarray) -> dict[str, np.ndarray]:
+    """Invariance metrics of models with the given cue reliance (the relation :func:`_metrics` uses)."""
+    return {"cue_reliance": reliance, "pred_consistency": np.clip(1 - reliance * 0.8, 0, 1),
+            "rep_cosine": np.clip(1 - reliance * 0.5, 0, 1)}
 
 
 def _metrics(rng: np.random.Generator, reliance: float, clean: float) -> dict[str, float]:
@@ -61,9 +73,10 @@ def _metrics(rng: np.random.Generator, reliance: float, clean: float) -> dict[st
         acc = float(np.clip(acc + rng.normal(0, 0.005), 0.0, 1.0))
         out[f"acc_{view}"] = acc
         out[f"loss_{view}"] = float(-np.log(max(acc, 0.02)) + 0.1)
+    invariance = _invariance(np.float64(reliance))
     out["cue_reliance"] = (out["acc_rand_img"] - chance) / (1 - chance)
-    out["pred_consistency"] = float(np.clip(1 - reliance * 0.8, 0, 1))
-    out["rep_cosine"] = float(np.clip(1 - reliance * 0.5, 0, 1))
+    out["pred_consistency"] = float(invariance["pred_consistency"])
+    out["rep_cosine"] = float(invariance["rep_cosine"])
     return out
 
 
@@ -72,26 +85,42 @@ def _scale(view: str) -> float:
     return 1.3 if view == "cue" else 1.0
 
 
-def _path_rows(trial_id: str, path: str, alphas: np.ndarray, height: float, study: str) -> dict[str, list]:
-    """Loss/accuracy curves of one path on every view: a bump of ``height * _scale(view)`` nats in
-    the middle, so the barrier columns of the trials rows are what the curves show."""
+def _path_rows(trial_id: str, path: str, alphas: np.ndarray, height: float, ends: tuple[float, float],
+               kinds: tuple[str, ...], study: str) -> dict[str, list]:
+    """Curves of one path for every kind on every view: a bump of ``height * KIND_SCALE[kind] *
+    _scale(view)`` nats in the middle, so the barrier columns of the trials rows are what the curves
+    show; cue reliance goes from ``ends[0]`` to ``ends[1]`` and dips in the barrier (mixed models
+    predict near chance)."""
     n, bump = len(alphas), 4 * alphas * (1 - alphas)
-    keys = ("study", "trial_id", "path", "kind", "bn_reset", "alpha", "view", "loss", "acc")
+    keys = ("study", "trial_id", "path", "kind", "bn_reset", "alpha", "view", "loss", "acc") + INVARIANCE
     cols: dict[str, list] = {k: [] for k in keys}
-    for i, view in enumerate(VIEWS):
-        h = height * _scale(view)
-        loss = 0.3 + 0.2 * i + 0.4 * alphas + h * bump
-        acc = np.clip(0.95 - 0.1 * i - 0.05 * alphas - 0.3 * h * bump, 0, 1)
-        cols["study"] += [study] * n
-        cols["trial_id"] += [trial_id] * n
-        cols["path"] += [path] * n
-        cols["kind"] += ["linear"] * n
-        cols["bn_reset"] += ["cumulative:8x256:clean"] * n
-        cols["alpha"] += alphas.tolist()
-        cols["view"] += [view] * n
-        cols["loss"] += loss.tolist()
-        cols["acc"] += acc.tolist()
+    for kind in kinds:
+        scale = KIND_SCALE.get(kind, 1.0)
+        reliance = np.clip((1 - alphas) * ends[0] + alphas * ends[1] - 0.2 * height * scale * bump, 0, 1)
+        invariance = _invariance(reliance)
+        for i, view in enumerate(VIEWS):
+            h = height * scale * _scale(view)
+            loss = 0.3 + 0.2 * i + 0.4 * alphas + h * bump
+            acc = np.clip(0.95 - 0.1 * i - 0.05 * alphas - 0.3 * h * bump, 0, 1)
+            for key, value in (("study", study), ("trial_id", trial_id), ("path", path), ("kind", kind),
+                               ("bn_reset", "cumulative:8x256:clean"), ("view", view)):
+                cols[key] += [value] * n
+            for key, values in (("alpha", alphas), ("loss", loss), ("acc", acc), *invariance.items()):
+                cols[key] += values.tolist()
     return cols
+
+
+def _barrier_values(barriers: dict[str, float], kinds: tuple[str, ...]) -> dict[str, float | None]:
+    """The trials row's barrier columns: every kind, path, view and type; null where not measured."""
+    out: dict[str, float | None] = dict.fromkeys(barrier_columns(KINDS, BARRIER_TYPES))
+    for kind in kinds:
+        for path, height in barriers.items():
+            for view in VIEWS:
+                loss = height * KIND_SCALE.get(kind, 1.0) * _scale(view)  # nats
+                acc = 0.3 * height * KIND_SCALE.get(kind, 1.0) * _scale(view)  # fraction
+                for barrier_type, value in zip(BARRIER_TYPES, (loss, acc, loss, acc)):
+                    out[barrier_column(barrier_type, kind, path, view)] = value
+    return out
 
 
 def _write(folder: Path, trial_id: str, table: pa.Table) -> None:
@@ -105,16 +134,19 @@ def _write(folder: Path, trial_id: str, table: pa.Table) -> None:
 
 
 def write_synthetic_study(folder: str | Path, n_trials: int = 40, alphas: int = 11, seed: int = 0,
-                          name: str = "synthetic") -> Path:
+                          name: str = "synthetic", kinds: tuple[str, ...] = ("linear",)) -> Path:
     """Write ``study.yaml`` and the trials/paths/history datasets of a made-up finished study.
 
     Rows: 2 base models, 3 baselines and ``n_trials`` CBFT search trials; each non-base trial has
-    ``cue_to_ft`` and ``ft_to_clean`` paths of ``alphas`` points on 4 views, the base pair one
-    ``cue_to_clean`` path. Path rows in all: ``(2 * (n_trials + 3) + 1) * alphas * 4``.
+    ``cue_to_ft`` and ``ft_to_clean`` paths of ``alphas`` points on 4 views for each path kind in
+    ``kinds``, the base pair one ``cue_to_clean`` path per kind. Path rows in all:
+    ``(2 * (n_trials + 3) + 1) * alphas * 4 * len(kinds)``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "study.yaml").write_text(yaml.safe_dump(synthetic_spec(name, n_trials, alphas), sort_keys=False))
+    kinds = tuple(kinds)
+    spec = synthetic_spec(name, n_trials, alphas, kinds)
+    (folder / "study.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     rng = np.random.default_rng(seed)
     grid = np.linspace(0.0, 1.0, alphas)
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -143,24 +175,23 @@ def write_synthetic_study(folder: str | Path, n_trials: int = 40, alphas: int = 
                      {"cue_to_ft": barrier, "ft_to_clean": max(0.05, 1.2 - barrier)}))
 
     param_names = list(defaults)
+    schema = _trials_schema(param_names)
+    cue, clean = rows[0][4]["cue_reliance"], rows[1][4]["cue_reliance"]  # the base models' cue reliance
     for k, (tid, role, method, params, metrics, barriers) in enumerate(rows):
+        own = metrics["cue_reliance"]
+        ends = {"cue_to_ft": (cue, own), "ft_to_clean": (own, clean), "cue_to_clean": (cue, clean)}
         row: dict = {"study": name, "trial_id": tid, "role": role, "status": "completed", "method": method,
                      "base_seed": 0}
         for p in param_names:
             row[f"param_{p}"] = params.get(p)
         row.update(metrics)
-        for path in ("cue_to_ft", "ft_to_clean", "cue_to_clean"):
-            for view in VIEWS:
-                h = barriers.get(path)
-                row[f"barrier_loss_{path}_{view}"] = None if h is None else h * _scale(view)
-                row[f"barrier_acc_{path}_{view}"] = None if h is None else 0.3 * h * _scale(view)
+        row.update(_barrier_values(barriers, kinds))
         row.update({"error": None, "device": "cpu", "duration_s": float(rng.uniform(20, 60)),
                     "finished_at": start + timedelta(minutes=k)})
-        schema = _trials_schema(param_names)
         _write(folder / "results" / "trials", tid, pa.Table.from_pylist([row], schema=schema))
         paths: dict[str, list] = {}
         for path, height in barriers.items():
-            for key, vals in _path_rows(tid, path, grid, height, name).items():
+            for key, vals in _path_rows(tid, path, grid, height, ends[path], kinds, name).items():
                 paths.setdefault(key, []).extend(vals)
         if paths:
             _write(folder / "results" / "paths", tid, pa.table(paths))
@@ -181,10 +212,8 @@ def _trials_schema(param_names: list[str]) -> pa.Schema:
         fields.append((f"param_{p}", kind))
     for view in VIEWS:
         fields += [(f"acc_{view}", pa.float64()), (f"loss_{view}", pa.float64())]
-    fields += [("cue_reliance", pa.float64()), ("pred_consistency", pa.float64()), ("rep_cosine", pa.float64())]
-    for path in ("cue_to_ft", "ft_to_clean", "cue_to_clean"):
-        for view in VIEWS:
-            fields += [(f"barrier_loss_{path}_{view}", pa.float64()), (f"barrier_acc_{path}_{view}", pa.float64())]
+    fields += [(m, pa.float64()) for m in INVARIANCE]
+    fields += [(c, pa.float64()) for c in barrier_columns(KINDS, BARRIER_TYPES, PATHS)]  # as the harness: all kinds
     fields += [("error", pa.string()), ("device", pa.string()), ("duration_s", pa.float64()),
                ("finished_at", pa.timestamp("us", tz="UTC"))]
     return pa.schema(fields)

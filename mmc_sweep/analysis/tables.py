@@ -4,27 +4,27 @@ Method table: one row per model kind, labelled by the trials' ``method`` values:
 (``base_cue``, ``base_clean``), each baseline (averaged over base seeds when there are several) and
 the best search trials. "Best" is :func:`best_rule`: among completed search trials whose clean
 accuracy is within ``tolerance_pp`` percentage points of the best clean accuracy, the lowest cue
-reliance (ties: higher clean accuracy, then trial id).
+reliance (ties: higher clean accuracy, then trial id). Its loss barriers come in four columns per
+path kind the study measures (:func:`method_barriers`); the control pair (``control_clean``) is a
+pair, not a model, and has no row here (``connectivity`` shows it).
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from mmc_sweep.analysis.columns import barrier_column, barrier_columns
 from mmc_sweep.analysis.load import Study
-from mmc_sweep.analysis.spec import baseline_methods, expected_rows, objectives
+from mmc_sweep.analysis.spec import baseline_methods, expected_rows, objectives, path_kinds
 
 DEFAULT_TOLERANCE_PP = 2.0  # percentage points of clean accuracy a "best" trial may give up
 DEFAULT_TOP = 3  # best search trials shown in the method table
 METRICS = ("acc_clean", "acc_cue", "acc_rand_cue", "acc_rand_img", "cue_reliance", "n_clean")
-BARRIERS = (
-    "barrier_loss_cue_to_ft_cue",
-    "barrier_loss_cue_to_ft_clean",
-    "barrier_loss_ft_to_clean_cue",
-    "barrier_loss_ft_to_clean_clean",
-)
-METHOD_COLUMNS = ("method", "role", "trial_id", "n_models") + METRICS + BARRIERS
+ID_COLUMNS = ("method", "role", "trial_id", "n_models")
 BASE_METHODS = ("base_cue", "base_clean")
+CONTROL_METHOD = "control_clean"  # role base: the control pair, clean references of two base seeds
 ROLES = ("base", "baseline", "search")
 STATUSES = ("completed", "failed", "pruned")
 
@@ -63,43 +63,66 @@ def rank_search(trials: pd.DataFrame, tolerance_pp: float = DEFAULT_TOLERANCE_PP
     return s.drop(columns="_neg_acc").reset_index(drop=True)
 
 
-def _row(method: str, role: str, rows: pd.DataFrame) -> dict:
-    """One method-table row: the mean over ``rows`` (models of one kind, e.g. one per base seed)."""
+def method_barriers(kinds: Sequence[str]) -> tuple[str, ...]:
+    """The method table's barrier columns: loss barriers (nats) of ``cue_to_ft`` and ``ft_to_clean``
+    on the cue and clean views, four per path kind, e.g. ``barrier_loss_cue_to_ft_cue`` (linear)
+    then ``barrier_loss_lmcp_cue_to_ft_cue``."""
+    return barrier_columns(kinds, ("barrier_loss",), ("cue_to_ft", "ft_to_clean"), ("cue", "clean"))
+
+
+def method_columns(kinds: Sequence[str]) -> tuple[str, ...]:
+    return ID_COLUMNS + METRICS + method_barriers(kinds)
+
+
+def mean_row(method: str, role: str, rows: pd.DataFrame, columns: Sequence[str]) -> dict:
+    """One table row: the mean over ``rows`` (models of one kind, e.g. one per base seed) of ``columns``;
+    null where no row has a value (or the column was not read)."""
     out: dict = {"method": method, "role": role, "trial_id": ",".join(sorted(map(str, rows["trial_id"]))),
                  "n_models": int(len(rows))}
-    for col in METRICS + BARRIERS:
+    for col in columns:
         out[col] = float(rows[col].mean()) if col in rows and rows[col].notna().any() else np.nan
     return out
 
 
-def method_table(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,
-                 tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> pd.DataFrame:
-    """The paper's method table (columns :data:`METHOD_COLUMNS`), completed trials only.
-
-    ``base_clean`` is the fine-tuned end of the base pair, so its ``cue_to_ft`` barriers are the
-    base pair's ``cue_to_clean`` path; its ``ft_to_clean`` (a path to itself) and both of
-    ``base_cue``'s paths are not measured and stay null.
-    """
+def model_groups(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,
+                 tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> list[tuple[str, str, pd.DataFrame]]:
+    """The method table's rows before averaging: ``(method, role, completed trials rows)`` for the
+    base models, each baseline (in spec order, then others by name) and the ``top`` best search trials."""
     done = with_n_clean(completed(trials))
-    rows: list[dict] = []
-    for method in BASE_METHODS:
-        sel = done[(done["role"] == "base") & (done["method"] == method)].copy()
-        if method == "base_clean":
-            for view in ("cue", "clean"):
-                sel[f"barrier_loss_cue_to_ft_{view}"] = sel[f"barrier_loss_cue_to_clean_{view}"]
-        if len(sel):
-            rows.append(_row(method, "base", sel))
+    groups = [(m, "base", done[(done["role"] == "base") & (done["method"] == m)]) for m in BASE_METHODS]
     baselines = done[done["role"] == "baseline"]
     listed = baseline_methods(spec)
     order = listed + sorted(set(baselines["method"].dropna()) - set(listed))
-    for method in order:
-        sel = baselines[baselines["method"] == method]
-        if len(sel):
-            rows.append(_row(method, "baseline", sel))
+    groups += [(m, "baseline", baselines[baselines["method"] == m]) for m in order]
     best = rank_search(done, tolerance_pp).head(max(top, 0))
-    for i in range(len(best)):
-        rows.append(_row(str(best["method"].iloc[i]), "search", best.iloc[[i]]))
-    return pd.DataFrame(rows, columns=list(METHOD_COLUMNS))
+    groups += [(str(best["method"].iloc[i]), "search", best.iloc[[i]]) for i in range(len(best))]
+    return [g for g in groups if len(g[2])]
+
+
+def _base_pair_as_cue_to_ft(rows: pd.DataFrame, kinds: Sequence[str]) -> pd.DataFrame:
+    """``base_clean`` rows whose ``cue_to_ft`` loss barriers are their ``cue_to_clean`` ones, per kind."""
+    names = {barrier_column("barrier_loss", k, "cue_to_ft", v): barrier_column("barrier_loss", k, "cue_to_clean", v)
+             for k in kinds for v in ("cue", "clean")}
+    return rows.assign(**{ft: rows.get(clean) for ft, clean in names.items()})
+
+
+def method_table(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,
+                 tolerance_pp: float = DEFAULT_TOLERANCE_PP, kinds: Sequence[str] | None = None) -> pd.DataFrame:
+    """The paper's method table (columns :func:`method_columns`), completed trials only.
+
+    ``kinds``: the path kinds whose barriers are shown (default: the study's, ``linear`` first).
+    ``base_clean`` is the fine-tuned end of the base pair, so its ``cue_to_ft`` barriers are the
+    base pair's ``cue_to_clean`` path of the same kind; its ``ft_to_clean`` (a path to itself) and
+    both of ``base_cue``'s paths are not measured and stay null.
+    """
+    kinds = path_kinds(spec) if kinds is None else list(kinds)
+    columns = method_columns(kinds)
+    rows = []
+    for method, role, sel in model_groups(trials, spec, top, tolerance_pp):
+        if method == "base_clean":
+            sel = _base_pair_as_cue_to_ft(sel, kinds)
+        rows.append(mean_row(method, role, sel, columns[len(ID_COLUMNS):]))
+    return pd.DataFrame(rows, columns=list(columns))
 
 
 def _duration(seconds: float) -> str:
@@ -136,6 +159,7 @@ def summary(study: Study, tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> dict:
         "compute_time": _duration(seconds),
         "devices": ", ".join(devices) if devices else None,
         "objectives": ", ".join(o.label for o in objectives(study.spec)),
+        "path_kinds": ", ".join(path_kinds(study.spec)),
         "best_rule": best_rule(tolerance_pp),
     }
     return out

@@ -1,0 +1,58 @@
+"""The connectivity table: every barrier of every path kind, path and view, from the trials rows.
+
+One row per (model of the method table that has paths, or the control pair) x path x kind, with
+the loss barrier (nats) and the accuracy barrier (fraction) on each view the study evaluates.
+Models are averaged as in the method table (``n_models`` per base seed); ``base_clean`` stands for
+the base pair (path ``cue_to_clean``) and ``control_clean`` for the control pair (``clean_to_clean``:
+the clean references of two base seeds, the barrier between two models that share a mechanism).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+
+from mmc_sweep.analysis.columns import barrier_column
+from mmc_sweep.analysis.spec import path_kinds, path_views
+from mmc_sweep.analysis.tables import (CONTROL_METHOD, DEFAULT_TOLERANCE_PP, DEFAULT_TOP, ID_COLUMNS, completed,
+                                       mean_row, model_groups)
+
+BARRIER_TYPES = ("barrier_loss", "barrier_acc")  # nats, fraction
+# Paths each model of the table is an end of; any other method is a fine-tuned model.
+MODEL_PATHS = {"base_cue": (), "base_clean": ("cue_to_clean",), CONTROL_METHOD: ("clean_to_clean",)}
+FINETUNED_PATHS = ("cue_to_ft", "ft_to_clean")
+
+
+def connectivity_columns(views: Sequence[str]) -> tuple[str, ...]:
+    """``barrier_loss_<view>`` for every view, then ``barrier_acc_<view>``."""
+    return ID_COLUMNS + ("path", "kind") + tuple(f"{t}_{v}" for t in BARRIER_TYPES for v in views)
+
+
+def connectivity_table(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,
+                       tolerance_pp: float = DEFAULT_TOLERANCE_PP, kinds: Sequence[str] | None = None,
+                       views: Sequence[str] | None = None) -> pd.DataFrame:
+    """Rows (columns :func:`connectivity_columns`) for the method table's models, then the control pair.
+
+    ``kinds`` / ``views`` default to the study's (``paths.kinds``, ``paths.views``). A path no model
+    of a row has on any kind and view (e.g. ``cue_to_ft`` of method ``none``) is left out.
+    """
+    kinds = path_kinds(spec) if kinds is None else list(kinds)
+    views = path_views(spec) if views is None else list(views)
+    done = completed(trials)
+    groups = model_groups(trials, spec, top, tolerance_pp)
+    control = done[(done["role"] == "base") & (done["method"] == CONTROL_METHOD)]
+    if len(control):
+        groups.append((CONTROL_METHOD, "base", control))
+    rows = []
+    for method, role, sel in groups:
+        for path in MODEL_PATHS.get(method, FINETUNED_PATHS):
+            found = [_kind_row(method, role, sel, path, kind, views) for kind in kinds]
+            if any(pd.notna(r[c]) for r in found for c in r if c.startswith(BARRIER_TYPES)):
+                rows += found
+    return pd.DataFrame(rows, columns=list(connectivity_columns(views)))
+
+
+def _kind_row(method: str, role: str, sel: pd.DataFrame, path: str, kind: str, views: Sequence[str]) -> dict:
+    names = {f"{t}_{v}": barrier_column(t, kind, path, v) for t in BARRIER_TYPES for v in views}
+    row = mean_row(method, role, sel.rename(columns={c: n for n, c in names.items()}), list(names))
+    return {**row, "path": path, "kind": kind}
