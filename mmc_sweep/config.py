@@ -28,13 +28,7 @@ BARRIER_TYPES = ("barrier_loss", "barrier_acc", "barrier_mid_loss", "barrier_mid
 # the paths a study measures: cue_to_ft / ft_to_clean of fine-tuned models, cue_to_clean of the base
 # pair, clean_to_clean of the control pair (clean references of two seeds)
 PATH_NAMES = ("cue_to_ft", "ft_to_clean", "cue_to_clean", "clean_to_clean")
-
-
-def barrier_metric(barrier_type: str, kind: str, path: str, view: str) -> str:
-    """Flat name of one barrier: ``barrier_loss_cue_to_ft_cue`` for the straight line (the name studies
-    have always used), ``barrier_loss_lmcp_cue_to_ft_cue`` / ``..._qmc_...`` for the other kinds.
-    Here, torch-free, so the analysis can name columns without importing the path code."""
-    return f"{barrier_type}_{path}_{view}" if kind == "linear" else f"{barrier_type}_{kind}_{path}_{view}"
+INVARIANCE_METRICS = ("cue_reliance", "pred_consistency", "rep_cosine")  # of a model, and of every point of a path
 BASE_KINDS = ("cue", "clean")  # the cue model trains on the cue mixture; the clean reference on no cue
 
 
@@ -48,6 +42,22 @@ def _help(text: str, default: Any) -> Any:
 def _check(cond: bool, key: str, expected: str, value: Any) -> None:
     if not cond:
         raise ValueError(f"{key}: expected {expected}, got {value!r}")
+
+
+def _check_sgd(section: str, spec: Any) -> None:
+    """The settings every SGD run has: epochs, lr, momentum, weight decay, batch size."""
+    _check(spec.epochs >= 1, f"{section}.epochs", "an integer >= 1", spec.epochs)
+    _check(spec.lr > 0, f"{section}.lr", "a number > 0", spec.lr)
+    _check(0 <= spec.momentum < 1, f"{section}.momentum", "a number in [0, 1)", spec.momentum)
+    _check(spec.weight_decay >= 0, f"{section}.weight_decay", "a number >= 0", spec.weight_decay)
+    _check(spec.batch_size >= 1, f"{section}.batch_size", "an integer >= 1", spec.batch_size)
+
+
+def barrier_metric(barrier_type: str, kind: str, path: str, view: str) -> str:
+    """Flat name of one barrier: ``barrier_loss_cue_to_ft_cue`` for the straight line (the name studies
+    have always used), ``barrier_loss_lmcp_cue_to_ft_cue`` / ``..._qmc_...`` for the other kinds.
+    Here, torch-free, so the analysis can name columns without importing the path code."""
+    return f"{barrier_type}_{path}_{view}" if kind == "linear" else f"{barrier_type}_{kind}_{path}_{view}"
 
 
 @dataclass(frozen=True)
@@ -106,11 +116,7 @@ class TrainSpec:
     seed: int = _help("seed of initialisation and batch order", 0)
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "train.epochs", "an integer >= 1", self.epochs)
-        _check(self.lr > 0, "train.lr", "a number > 0", self.lr)
-        _check(0 <= self.momentum < 1, "train.momentum", "a number in [0, 1)", self.momentum)
-        _check(self.weight_decay >= 0, "train.weight_decay", "a number >= 0", self.weight_decay)
-        _check(self.batch_size >= 1, "train.batch_size", "an integer >= 1", self.batch_size)
+        _check_sgd("train", self)
 
 
 @dataclass(frozen=True)
@@ -136,11 +142,7 @@ class FinetuneSpec:
 
     def __post_init__(self) -> None:
         _check(self.n_clean >= 1, "finetune.n_clean", "an integer >= 1", self.n_clean)
-        _check(self.epochs >= 1, "finetune.epochs", "an integer >= 1", self.epochs)
-        _check(self.lr > 0, "finetune.lr", "a number > 0", self.lr)
-        _check(0 <= self.momentum < 1, "finetune.momentum", "a number in [0, 1)", self.momentum)
-        _check(self.weight_decay >= 0, "finetune.weight_decay", "a number >= 0", self.weight_decay)
-        _check(self.batch_size >= 1, "finetune.batch_size", "an integer >= 1", self.batch_size)
+        _check_sgd("finetune", self)
         _check(self.probe_epochs >= 1, "finetune.probe_epochs", "an integer >= 1", self.probe_epochs)
         _check(self.probe_lr > 0, "finetune.probe_lr", "a number > 0", self.probe_lr)
         _check(self.lambda_barrier >= 0, "finetune.lambda_barrier", "a number >= 0", self.lambda_barrier)
@@ -214,12 +216,8 @@ class QMCSpec:
     seed: int = _help("seed of theta's initialisation and of the batch order and a samples", 0)
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "paths.qmc.epochs", "an integer >= 1", self.epochs)
-        _check(self.lr > 0, "paths.qmc.lr", "a number > 0", self.lr)
-        _check(0 <= self.momentum < 1, "paths.qmc.momentum", "a number in [0, 1)", self.momentum)
-        _check(self.weight_decay >= 0, "paths.qmc.weight_decay", "a number >= 0", self.weight_decay)
+        _check_sgd("paths.qmc", self)
         _check(self.schedule in SCHEDULES, "paths.qmc.schedule", f"one of {SCHEDULES}", self.schedule)
-        _check(self.batch_size >= 1, "paths.qmc.batch_size", "an integer >= 1", self.batch_size)
         _check(self.data in TRAIN_SOURCES, "paths.qmc.data", f"one of {TRAIN_SOURCES}", self.data)
         _check(self.init in QMC_INITS, "paths.qmc.init", f"one of {QMC_INITS}", self.init)
 

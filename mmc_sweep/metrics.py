@@ -9,10 +9,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mmc_sweep.config import INVARIANCE_METRICS  # noqa: F401  (re-exported: the names outputs_metrics gives)
 from mmc_sweep.data import ImageSet, cue_reliance
 from mmc_sweep.models import CueModel, fold_batchnorm
-
-INVARIANCE_METRICS = ("cue_reliance", "pred_consistency", "rep_cosine")
 
 
 @torch.inference_mode()
@@ -47,6 +46,6 @@ def outputs_metrics(outputs: dict[str, tuple[Tensor, Tensor]], views: dict[str, 
 
 def view_metrics(model: CueModel, views: dict[str, ImageSet], batch_size: int = 256) -> dict[str, float]:
     """:func:`outputs_metrics` of ``model`` (in eval mode; the model itself is left as it is)."""
-    folded = fold_batchnorm(model)  # an eval-mode copy, BN folded into the convolutions: half the cost
+    folded = fold_batchnorm(model)  # an eval-mode copy, BN folded into the convolutions
     outputs = {name: features_and_logits(folded, images, batch_size) for name, images in views.items()}
     return outputs_metrics(outputs, views, model.head.out_features)

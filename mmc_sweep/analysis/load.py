@@ -26,6 +26,7 @@ import yaml
 
 from mmc_sweep.analysis.columns import VIEWS, barrier_columns
 from mmc_sweep.analysis.spec import objectives, path_kinds
+from mmc_sweep.config import INVARIANCE_METRICS  # of every path point, since there are path kinds
 from mmc_sweep.errors import InputError
 
 SPEC_HASH_KEY = b"mmc_sweep.spec_hash"
@@ -33,8 +34,7 @@ SPEC_HASH_KEY = b"mmc_sweep.spec_hash"
 ID_COLUMNS = ("trial_id", "role", "status", "method", "base_seed")
 INFO_COLUMNS = ("error", "device", "duration_s", "finished_at")
 METRIC_COLUMNS = tuple(f"acc_{v}" for v in VIEWS) + ("cue_reliance",)
-INVARIANCE_COLUMNS = ("cue_reliance", "pred_consistency", "rep_cosine")  # of every path point, since paths.kinds
-PATH_COLUMNS = ("trial_id", "path", "kind", "bn_reset", "alpha", "view", "loss", "acc") + INVARIANCE_COLUMNS
+PATH_COLUMNS = ("trial_id", "path", "kind", "bn_reset", "alpha", "view", "loss", "acc") + INVARIANCE_METRICS
 _THREADS = 2  # footers and path rows are decoded without the GIL: a second thread pays off
 
 
@@ -179,13 +179,13 @@ def read_paths(folder: str | Path, trial_ids: Iterable[str] | None = None) -> pd
 def _paths_frame(table: pa.Table | None) -> pd.DataFrame:
     """Path rows with every column of :data:`PATH_COLUMNS`: a missing ``kind`` is ``linear`` (the
     only kind before there were several), missing invariance metrics are null."""
-    numeric = ("alpha", "loss", "acc") + INVARIANCE_COLUMNS
+    numeric = ("alpha", "loss", "acc") + INVARIANCE_METRICS
     if table is None or table.num_rows == 0:
         return pd.DataFrame({c: pd.Series(dtype="float64" if c in numeric else "object") for c in PATH_COLUMNS})
     df = table.to_pandas()
     for col in PATH_COLUMNS:
         if col not in df.columns:
             df[col] = "linear" if col == "kind" else float("nan") if col in numeric else None
-    for col in INVARIANCE_COLUMNS:
+    for col in INVARIANCE_METRICS:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     return df

@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 import yaml
 
 from mmc_sweep.analysis.columns import BARRIER_TYPES, KINDS, PATHS, VIEWS, barrier_column, barrier_columns
+from mmc_sweep.config import INVARIANCE_METRICS
 
 BASELINES = ("naive_ft", "llrt", "lpft")
 NUM_CLASSES = 10
 SPEC_HASH = "feedfacecafe0001"  # fixed: the synthetic spec never changes
 # Aligning units (lmcp) or bending the path (qmc) lowers a barrier; made-up factors of the linear one.
 KIND_SCALE = {"linear": 1.0, "lmcp": 0.5, "qmc": 0.2}
-INVARIANCE = ("cue_reliance", "pred_consistency", "rep_cosine")
 
 
 def synthetic_spec(name: str, n_trials: int, alphas: int, kinds: tuple[str, ...] = ("linear",)) -> dict:
@@ -92,7 +92,7 @@ def _path_rows(trial_id: str, path: str, alphas: np.ndarray, height: float, ends
     show; cue reliance goes from ``ends[0]`` to ``ends[1]`` and dips in the barrier (mixed models
     predict near chance)."""
     n, bump = len(alphas), 4 * alphas * (1 - alphas)
-    keys = ("study", "trial_id", "path", "kind", "bn_reset", "alpha", "view", "loss", "acc") + INVARIANCE
+    keys = ("study", "trial_id", "path", "kind", "bn_reset", "alpha", "view", "loss", "acc") + INVARIANCE_METRICS
     cols: dict[str, list] = {k: [] for k in keys}
     for kind in kinds:
         scale = KIND_SCALE.get(kind, 1.0)
@@ -212,7 +212,7 @@ def _trials_schema(param_names: list[str]) -> pa.Schema:
         fields.append((f"param_{p}", kind))
     for view in VIEWS:
         fields += [(f"acc_{view}", pa.float64()), (f"loss_{view}", pa.float64())]
-    fields += [(m, pa.float64()) for m in INVARIANCE]
+    fields += [(m, pa.float64()) for m in INVARIANCE_METRICS]
     fields += [(c, pa.float64()) for c in barrier_columns(KINDS, BARRIER_TYPES, PATHS)]  # as the harness: all kinds
     fields += [("error", pa.string()), ("device", pa.string()), ("duration_s", pa.float64()),
                ("finished_at", pa.timestamp("us", tz="UTC"))]

@@ -69,7 +69,7 @@ def _assign(score: Tensor) -> Tensor:
 def match_activations(model_a: nn.Module, model_b: nn.Module, groups: tuple[PermGroup, ...],
                       batches: list[Tensor]) -> dict[str, Tensor]:
     """Permutations of B's groups maximising the summed activation correlations with A's."""
-    folded_a, folded_b = fold_batchnorm(model_a), fold_batchnorm(model_b)  # eval mode, half the cost
+    folded_a, folded_b = fold_batchnorm(model_a), fold_batchnorm(model_b)  # eval mode, BN folded: fewer ops
     probes = sorted({p for g in groups for p in g.probes})
     stats = {p: _Correlation() for p in probes}
     seen: dict[str, Tensor] = {}  # A's activations of the current batch, consumed by B's hooks
@@ -131,9 +131,10 @@ def match_weights(model_a: nn.Module, model_b: nn.Module, groups: tuple[PermGrou
 
 
 def find_permutations(model_a: nn.Module, model_b: nn.Module, spec: AlignSpec, data: ImageSet | None = None,
-                      seed: int = 0) -> dict[str, Tensor]:
-    """Permutations of B's declared groups that align it to A (``data``: training images for ``activation``)."""
-    groups = permutation_groups(model_b)
+                      seed: int = 0, groups: tuple[PermGroup, ...] | None = None) -> dict[str, Tensor]:
+    """Permutations of B's declared groups (or ``groups``) that align it to A (``data``: training
+    images for ``activation``)."""
+    groups = permutation_groups(model_b) if groups is None else groups
     if spec.method == "weight":
         return match_weights(model_a, model_b, groups, spec.max_iters, seed)
     if data is None:
@@ -144,7 +145,7 @@ def find_permutations(model_a: nn.Module, model_b: nn.Module, spec: AlignSpec, d
 def align(model_a: nn.Module, model_b: nn.Module, spec: AlignSpec, data: ImageSet | None = None, seed: int = 0) -> nn.Module:
     """A copy of B with its hidden units permuted to match A's: the same function as B."""
     groups = permutation_groups(model_b)
-    perms = find_permutations(model_a, model_b, spec, data, seed)
+    perms = find_permutations(model_a, model_b, spec, data, seed, groups)
     aligned = copy.deepcopy(model_b)
     aligned.load_state_dict(permute_state(model_b.state_dict(), groups, perms))
     return aligned.eval()

@@ -56,7 +56,7 @@ def evaluate_curve(
         outputs = {}
         if reset.data != "view":
             reset_bn(work, reset, shared)
-            folded = fold_batchnorm(work)  # evaluation runs with BN folded into the convolutions: half the cost
+            folded = fold_batchnorm(work)  # evaluation runs with BN folded into the convolutions
             outputs = {v: features_and_logits(folded, images, spec.eval_batch_size) for v, images in evaluated.items()}
         else:
             for v, images in evaluated.items():

@@ -80,16 +80,16 @@ def lmcp(model_a: nn.Module, model_b: nn.Module, ctx: PairContext) -> Curve:
 def midpoint_state(model_a: nn.Module, model_b: nn.Module, ctx: PairContext) -> State:
     """The pair's trained midpoint: from the store when it has the key, else trained (and stored)."""
     device = next(model_a.parameters()).device
-    if ctx.midpoints is not None and ctx.midpoint_key is not None:
-        stored = ctx.midpoints.load(ctx.midpoint_key)
-        if stored is not None:
-            return {k: v.to(device) for k, v in stored.items()}
+    store = ctx.midpoints if ctx.midpoint_key is not None else None  # without a key nothing is stored
+    stored = store.load(ctx.midpoint_key) if store is not None else None
+    if stored is not None:
+        return {k: v.to(device) for k, v in stored.items()}
     qmc = ctx.spec.qmc
     started = time.perf_counter()
     state = train_midpoint(model_a, model_b, _training_images(ctx, qmc.data, "paths.qmc.data"), qmc).state_dict()
-    if ctx.midpoints is not None and ctx.midpoint_key is not None:
-        info = {"qmc": to_dict(qmc), "train_seconds": time.perf_counter() - started, "device": str(device)}
-        ctx.midpoints.save(ctx.midpoint_key, state, info)
+    if store is not None:
+        store.save(ctx.midpoint_key, state, {"qmc": to_dict(qmc), "train_seconds": time.perf_counter() - started,
+                                            "device": str(device)})
     return state
 
 

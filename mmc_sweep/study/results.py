@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmc_sweep.config import BARRIER_TYPES, PATH_KINDS, PATH_NAMES, VIEWS, FinetuneSpec, barrier_metric
-from mmc_sweep.metrics import INVARIANCE_METRICS
+from mmc_sweep.config import (BARRIER_TYPES, INVARIANCE_METRICS, PATH_KINDS, PATH_NAMES, VIEWS, FinetuneSpec,
+                              barrier_metric)
 from mmc_sweep.study.store import Store, to_buffer
 
 TABLES = ("trials", "paths", "history")

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from mmc_sweep.config import (
-    VIEWS, BaseModelSpec, DataSpec, FinetuneSpec, ModelSpec, PathSpec, TrainSpec, _check, _help, spec_hash, to_dict,
+    INVARIANCE_METRICS, VIEWS, BaseModelSpec, DataSpec, FinetuneSpec, ModelSpec, PathSpec, TrainSpec, _check, _help, spec_hash, to_dict,
 )
 from mmc_sweep.errors import InputError
 from mmc_sweep.finetune import METHODS
@@ -26,7 +26,7 @@ from mmc_sweep.paths import BARRIER_TYPES, barrier_metric, kind_names
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 PARAM_TYPES = ("float", "int", "categorical")
 # metrics every search trial reports that an objective may name; barriers depend on the study (see barrier_objectives)
-OBJECTIVE_METRICS = tuple(f"{k}_{v}" for k in ("acc", "loss") for v in VIEWS) + ("cue_reliance", "pred_consistency", "rep_cosine")
+OBJECTIVE_METRICS = tuple(f"{k}_{v}" for k in ("acc", "loss") for v in VIEWS) + INVARIANCE_METRICS
 TRIAL_PATHS = ("cue_to_ft", "ft_to_clean")  # the paths a search trial measures
 # study-level settings a search may vary besides the fine-tuning ones (categorical only: the base
 # models they need are trained before the search)
