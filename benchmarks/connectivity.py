@@ -22,6 +22,9 @@ by 5-10x and the timings become meaningless).
 
    Quality: the LMCP loss barrier (clean view, 11 alphas, BN re-estimated on clean training images)
    of the project's alignment must be no worse than the naive one's + 0.02 nats (``quality_ok``).
+   The naive loop's result is the assignment of its last batch alone, so the naive barrier is taken
+   as the median over the choices of last batch (each batch matched alone); the figure for the
+   given batch order is printed beside it.
 
 2. ``qmc_epoch_ratio`` = one epoch of QMC midpoint training (``train_midpoint``) / one plain training
    epoch (``train_model`` on a fresh model of the same architecture); same images, batch size 128,
@@ -31,7 +34,7 @@ Last line:
 
     align_speedup=<naive s / project s> qmc_epoch_ratio=<QMC epoch s / plain epoch s>
 
-Usage: ``python benchmarks/connectivity.py [--arch vgg13|small_cnn] [--width 32] [--batches 8] [--threads 1]``
+Usage: ``python benchmarks/connectivity.py [--arch vgg13|small_cnn] [--width 32] [--batches 8] [--threads 1] [--device cpu|cuda]``
 (``--cache DIR`` reuses trained endpoints between runs while iterating; by default they are trained).
 """
 from __future__ import annotations
@@ -74,14 +77,23 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads, everywhere (1: what a study trial gets; far less disturbed by other "
                         "processes on a shared 2-core machine than 2)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda: where models, images and both sides run "
+                   "(the assignments run on the CPU either way, as scipy does)")
     p.add_argument("--cache", default="", help="folder for trained endpoints (development only)")
     return p.parse_args()
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # GPU work is asynchronous: time it to its end
+
+
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
     """(seconds, result) of one call."""
+    _sync()
     start = time.perf_counter()
     out = fn()
+    _sync()
     return time.perf_counter() - start, out
 
 
@@ -98,7 +110,7 @@ def interleaved_best(sides: dict[str, Callable[[], object]], repeats: int) -> di
 
 # ---------------------------------------------------------------- endpoints
 
-def endpoints(task, spec: ModelSpec, epochs: int, cache: str) -> tuple[nn.Module, nn.Module, float]:
+def endpoints(task, spec: ModelSpec, epochs: int, cache: str, device: torch.device) -> tuple[nn.Module, nn.Module, float]:
     """Two clean models trained from seeds 0 and 1, and the seconds their training took (0 if cached)."""
     models, seconds = [], 0.0
     for seed in (0, 1):
@@ -106,10 +118,10 @@ def endpoints(task, spec: ModelSpec, epochs: int, cache: str) -> tuple[nn.Module
         if file is not None and file.is_file():
             model = create_model(spec.arch, task.num_classes, width=spec.width)
             model.load_state_dict(torch.load(file, weights_only=True))
-            models.append(model.eval())
+            models.append(model.to(device).eval())
             continue
         train = TrainSpec(epochs=epochs, seed=seed)
-        s, model = timed(lambda: train_base(task, "clean", spec, train, torch.device("cpu")))
+        s, model = timed(lambda: train_base(task, "clean", spec, train, device))
         seconds += s
         if file is not None:
             file.parent.mkdir(parents=True, exist_ok=True)
@@ -156,9 +168,9 @@ def naive_align(model_a: nn.Module, model_b: nn.Module, groups: tuple[PermGroup,
             lap("forward")
             corr = centred_unit_rows(za) @ centred_unit_rows(zb).T  # (C_a, C_b) cosine similarities
             lap("correlation")
-            _, cols = linear_sum_assignment(corr.numpy(), maximize=True)
+            _, cols = linear_sum_assignment(corr.cpu().numpy(), maximize=True)
             lap("assignment")
-            perm = torch.as_tensor(cols, dtype=torch.long)
+            perm = torch.as_tensor(cols, dtype=torch.long, device=x.device)
             b.load_state_dict(permute_state(b.state_dict(), (group,), {group.name: perm}))  # at once
             lap("permute")
     return b, parts
@@ -268,16 +280,20 @@ def bench_align(task, model_a: nn.Module, model_b: nn.Module, args) -> float:
     print(f"permuted copies compute B's logits: project max |diff| {same_function(model_b, ours, probe):.1e}, "
           f"naive {same_function(model_b, theirs, probe):.1e}")
     linear, ours_b, naive_b = (lmcp_barrier(task, model_a, m) for m in (model_b, ours, theirs))
-    quality_ok = ours_b <= naive_b + QUALITY_TOLERANCE
     held_out = task.views["clean"].x[:1024]
     corr = [matched_correlation(model_a, m, groups, held_out) for m in (model_b, ours, theirs)]
     print(f"mean correlation of matched units on 1024 clean test images (what matching maximises): "
           f"unaligned {corr[0]:.4f}, project {corr[1]:.4f}, naive {corr[2]:.4f}")
-    print(f"clean-view loss barrier (nats): linear (unaligned) {linear:.4f}, "
-          f"LMCP project {ours_b:.4f}, LMCP naive {naive_b:.4f} (tolerance +{QUALITY_TOLERANCE})")
-    print(f"quality_ok={quality_ok}")
+    # The naive result is the matching of whichever batch comes last (checked below), so "the naive
+    # barrier" is a draw from a spread; quality is judged against the spread's median, not one draw.
+    spread = sorted(lmcp_barrier(task, model_a, naive_align(model_a, model_b, groups, [x])[0]) for x in batches)
+    median = spread[len(spread) // 2]
+    print(f"clean-view loss barrier (nats): linear (unaligned) {linear:.4f}, LMCP project {ours_b:.4f}, "
+          f"LMCP naive {naive_b:.4f} in this batch order; naive with each of the {len(spread)} batches last: "
+          f"min {spread[0]:.4f}, median {median:.4f}, max {spread[-1]:.4f}")
+    print(f"quality_ok={ours_b <= median + QUALITY_TOLERANCE} (project <= naive median + {QUALITY_TOLERANCE})")
 
-    print(f"alignment, {len(groups)} groups, {args.batches} batches of 256 clean training images, "
+    print(f"alignment, {len(groups)} groups, {len(batches)} batches of 256 clean training images, "
           f"{torch.get_num_threads()} threads, best of {args.repeats}: project {project_s:.3f} s, "
           f"naive {naive_s:.3f} s; "
           f"bare folded forward passes {floor_s:.3f} s (project / bare = {project_s / floor_s:.2f})")
@@ -287,7 +303,7 @@ def bench_align(task, model_a: nn.Module, model_b: nn.Module, args) -> float:
     # optimal assignment of the LAST batch alone: the paper's loop pays N times for one batch's evidence
     last_only, _ = naive_align(model_a, model_b, groups, batches[-1:])
     same = all(torch.equal(u, v) for u, v in zip(theirs.state_dict().values(), last_only.state_dict().values()))
-    print(f"  naive result over {args.batches} batches == naive result on the last batch alone: {same}")
+    print(f"  naive result over {len(batches)} batches == naive result on the last batch alone: {same}")
     return naive_s / project_s
 
 
@@ -298,14 +314,14 @@ def bench_qmc(task, model_a: nn.Module, model_b: nn.Module, spec: ModelSpec, arg
 
     def plain_epoch():
         torch.manual_seed(0)
-        model = create_model(spec.arch, task.num_classes, width=spec.width)
+        model = create_model(spec.arch, task.num_classes, width=spec.width).to(data.x.device)
         return train_model(model, data, TrainSpec(epochs=1, batch_size=BATCH_SIZE))
 
     def qmc_epoch():
         return train_midpoint(model_a, model_b, data, QMCSpec(epochs=1, batch_size=BATCH_SIZE))
 
     warm = task.train_clean.subset(torch.arange(1024))  # warm-up: 8 steps of each (allocator, oneDNN caches)
-    train_model(create_model(spec.arch, task.num_classes, width=spec.width), warm,
+    train_model(create_model(spec.arch, task.num_classes, width=spec.width).to(warm.x.device), warm,
                 TrainSpec(epochs=1, batch_size=BATCH_SIZE))
     train_midpoint(model_a, model_b, warm, QMCSpec(epochs=1, batch_size=BATCH_SIZE))
     best = interleaved_best({"plain": plain_epoch, "qmc": qmc_epoch}, args.repeats)
@@ -320,8 +336,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)  # training and every timed comparison, both sides
     start = time.perf_counter()
     spec = ModelSpec(arch=args.arch, width=args.width)
-    task = build_task(DataSpec())
-    model_a, model_b, train_s = endpoints(task, spec, args.epochs, args.cache)
+    device = torch.device(args.device)
+    task = build_task(DataSpec()).to(device)
+    model_a, model_b, train_s = endpoints(task, spec, args.epochs, args.cache, device)
+    print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}")
     print(f"{args.arch} width {args.width}: two clean endpoints ({args.epochs} epochs, seeds 0 and 1) "
           + (f"trained in {train_s:.1f} s ({torch.get_num_threads()} threads)" if train_s else "loaded from the cache"))
     accs = [view_metrics(m, {"clean": task.views["clean"]})["acc_clean"] for m in (model_a, model_b)]
