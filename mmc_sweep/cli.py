@@ -2,15 +2,34 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from rich.console import Console
+from rich.text import Text
 
 from mmc_sweep.errors import InputError
 
 
+def print_error(message: str) -> None:
+    """One line on stderr, verbatim: a Text, never rich markup, so a path holding ``[...]`` or
+    ``:name:`` prints as it is; a stray line break is folded so the error stays one line."""
+    line = " ".join(part.strip() for part in message.splitlines()) or message
+    Console(stderr=True, soft_wrap=True, highlight=False).print(Text.assemble(("error:", "bold red"), " ", line))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (no usage block); exit code 2 as before.
+    Subcommand parsers are made from the same class."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)  # "argument --seed: ..." -> "--seed: ..."
+        print_error(f"{message} (see {self.prog} --help)")
+        self.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="run_study.py",
         description="Mechanistic mode connectivity studies: run, resume and analyse sweeps.",
     )
@@ -32,5 +51,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except InputError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        print_error(str(err))
         return 2

@@ -273,9 +273,11 @@ def to_dict(spec: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(spec), default=list))
 
 
-def spec_hash(*specs: Any, length: int = 16) -> str:
-    """Content hash of complete specs (every field, defaults included) plus the schema version."""
-    payload = [SCHEMA_VERSION] + [[type(s).__name__, to_dict(s)] for s in specs]
+def spec_hash(*specs: Any, length: int = 16, leave_out: tuple[str, ...] = ()) -> str:
+    """Content hash of complete specs (every field, defaults included, except top-level ``leave_out``)
+    plus the schema version."""
+    payload = [SCHEMA_VERSION] + [[type(s).__name__, {k: v for k, v in to_dict(s).items() if k not in leave_out}]
+                                  for s in specs]
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 

@@ -35,6 +35,13 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+class DivergedError(ValueError):
+    """Training produced a non-finite loss: the run is over (every later step would be NaN too)."""
+
+    def __init__(self, epoch: int, loss: float) -> None:
+        super().__init__(f"diverged: non-finite training loss ({loss}) in epoch {epoch}")
+
+
 def fit(
     model: nn.Module,
     params: Iterable[nn.Parameter],
@@ -56,7 +63,7 @@ def fit(
     ``schedule``: ``cosine`` decays the learning rate from ``lr`` to 0 over all steps; ``constant`` keeps it.
 
     ``resume`` is a state returned by the ``checkpoint`` callable given to ``on_epoch``: training
-    continues after the epoch it was taken at.
+    continues after the epoch it was taken at. A non-finite epoch loss raises :class:`DivergedError`.
     """
     params = [p for p in params if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
@@ -97,8 +104,11 @@ def fit(
             scheduler.step()  # sets every group's lr afresh from the schedule: the scale lasts one step
             total_loss += loss.detach()
             batches += 1
+        mean_loss = float(total_loss) / max(batches, 1)
+        if not math.isfinite(mean_loss):
+            raise DivergedError(epoch + 1, mean_loss)
         if on_epoch is not None:
-            on_epoch(epoch + 1, float(total_loss) / max(batches, 1), model, checkpoint_at(epoch + 1))
+            on_epoch(epoch + 1, mean_loss, model, checkpoint_at(epoch + 1))
 
 
 def train_model(

@@ -40,3 +40,21 @@ def write_study(folder: Path, name: str, **changes) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def search(**changes) -> dict:
+    """TINY's `search` section with ``changes`` on top."""
+    return {**TINY["search"], **changes}
+
+
+def space(**params) -> dict:
+    """TINY's `search` section whose space has ``params`` on top (a value of None drops that setting)."""
+    merged = {**TINY["search"]["space"], **params}
+    return search(space={k: v for k, v in merged.items() if v is not None})
+
+
+def write_text(folder: Path, name: str, text: str | bytes) -> Path:
+    """A study file with exactly ``text`` in it (for files that are not valid YAML or not a mapping)."""
+    path = folder / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path

@@ -1,5 +1,5 @@
 """Data as tensors: the embedded shapes set, local CIFAR, cues, cue tasks and counterfactual views."""
-from .cifar import cifar_num_classes, load_cifar
+from .cifar import check_data_root, cifar_num_classes, load_cifar
 from .cues import CUES, BoxCue, Cue, DominoesCue, NoCue, make_cue, register_cue
 from .imageset import ImageSet
 from .shapes import generate_shapes
@@ -7,6 +7,6 @@ from .task import CueTask, build_task, derive_seed
 from .views import cue_reliance, make_views, view_recipes
 
 __all__ = [
-    "CUES", "BoxCue", "Cue", "CueTask", "DominoesCue", "ImageSet", "NoCue", "build_task", "cifar_num_classes",
-    "cue_reliance", "derive_seed", "generate_shapes", "load_cifar", "make_cue", "make_views", "register_cue", "view_recipes",
+    "CUES", "BoxCue", "Cue", "CueTask", "DominoesCue", "ImageSet", "NoCue", "build_task", "check_data_root",
+    "cifar_num_classes", "cue_reliance", "derive_seed", "generate_shapes", "load_cifar", "make_cue", "make_views", "register_cue", "view_recipes",
 ]

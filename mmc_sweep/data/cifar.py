@@ -14,6 +14,7 @@ import pickle
 import numpy as np
 import torch
 
+from ..config import DataSpec
 from ..errors import InputError
 from .imageset import ImageSet
 
@@ -38,6 +39,22 @@ def _layout(name: str) -> tuple:
     return _LAYOUT[name]
 
 
+def _read_batch(path: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Data (N, 3072) uint8 and labels (N,) of one pickled batch; ``ValueError`` saying what is wrong."""
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        batch = np.asarray(entry["data"], dtype=np.uint8)
+        batch_labels = np.asarray(entry[label_key], dtype=np.int64)
+    except Exception as err:  # unreadable pickle, missing key: the file is not what we expect
+        first = (str(err).splitlines() or [""])[0]
+        raise ValueError(f"{path} is not a CIFAR python-version batch ({type(err).__name__}: {first})") from err
+    if batch.ndim != 2 or batch.shape[1] != _PIXELS or batch_labels.ndim != 1 or batch.shape[0] != batch_labels.size:
+        raise ValueError(f"{path} holds data of shape {batch.shape} and {batch_labels.size} labels; "
+                         f"expected (N, {_PIXELS}) and N labels")
+    return batch, batch_labels
+
+
 def load_cifar(name: str, root: str, train: bool) -> ImageSet:
     """The whole training or test split as float32 (N, 3, 32, 32) in [0, 1] on the CPU."""
     folder, archive, train_files, test_files, label_key, num_classes = _layout(name)
@@ -52,15 +69,9 @@ def load_cifar(name: str, root: str, train: bool) -> ImageSet:
                 f"into data.root={root!r} so that it holds {folder}{os.sep} (nothing is downloaded)"
             )
         try:
-            with open(path, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
-            batch = np.asarray(entry["data"], dtype=np.uint8)
-            batch_labels = np.asarray(entry[label_key], dtype=np.int64)
-        except Exception as err:  # unreadable pickle, missing key: the file is not what we expect
-            raise InputError(f"{name}: {path} is not a CIFAR python-version batch ({type(err).__name__}: {err})") from err
-        if batch.ndim != 2 or batch.shape[1] != _PIXELS or batch.shape[0] != batch_labels.shape[0]:
-            raise InputError(f"{name}: {path} holds data of shape {batch.shape} and {batch_labels.shape[0]} labels; "
-                             f"expected (N, {_PIXELS}) and N labels")
+            batch, batch_labels = _read_batch(path, label_key)
+        except ValueError as err:
+            raise InputError(f"{name}: {err}") from err
         data.append(batch)
         labels.append(batch_labels)
     y = torch.from_numpy(np.concatenate(labels))
@@ -69,3 +80,34 @@ def load_cifar(name: str, root: str, train: bool) -> ImageSet:
     # rows are stored channel-major (R plane, G plane, B plane), i.e. already (3, 32, 32)
     x = torch.from_numpy(np.concatenate(data)).view(-1, 3, 32, 32).float().div_(255.0)
     return ImageSet(x, y)
+
+
+def check_data_root(spec: DataSpec) -> np.ndarray:
+    """Check, without building a task, that ``spec.root`` holds the CIFAR set ``spec.dataset``: the
+    folder, every batch file, each a CIFAR batch with labels in range. Returns the training images
+    per class (their count bounds ``n_clean``). ``ValueError`` naming ``data.root`` otherwise.
+
+    Every file is read once (about a second for the real sets), so that a study fails here, before
+    Ray starts, rather than in every trial.
+    """
+    folder, archive, train_files, test_files, label_key, num_classes = _layout(spec.dataset)
+    root, base = spec.root, os.path.join(spec.root, folder)
+    expected = f"a folder holding {folder}{os.sep} (extract {archive} from {_SOURCE} into it; nothing is downloaded)"
+    if not os.path.isdir(root):
+        raise ValueError(f"data.root: expected {expected}, got {root!r} ({'a file' if os.path.exists(root) else 'no such folder'})")
+    if not os.path.isdir(base):
+        raise ValueError(f"data.root: expected {expected}, got {root!r} (no {folder}{os.sep} in it)")
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for file_name in train_files + test_files:
+        path = os.path.join(base, file_name)
+        if not os.path.isfile(path):
+            raise ValueError(f"data.root: expected the file {path} (from {archive}), got {'a folder' if os.path.isdir(path) else 'none'}")
+        try:
+            _, labels = _read_batch(path, label_key)
+        except ValueError as err:
+            raise ValueError(f"data.root: {err}") from None
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"data.root: expected labels in [0, {num_classes}) in {path}, got [{labels.min()}, {labels.max()}]")
+        if file_name in train_files:
+            counts += np.bincount(labels, minlength=num_classes)
+    return counts

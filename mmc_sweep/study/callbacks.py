@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from ray import tune
 
+from mmc_sweep.study.interrupt import INTERRUPTS
 from mmc_sweep.study.results import metadata_for, write_trial
 from mmc_sweep.study.spec import StudySpec
 from mmc_sweep.study.store import Store
@@ -32,22 +33,25 @@ class ResultsSink(tune.Callback):
         self.store, self.spec, self.role = store, spec, role
         self.written: set[str] = set()
 
-    def write_payload(self, payload: dict) -> None:
+    def write_payload(self, payload: dict, retries: int | None = None) -> None:
+        """Write a trial's rows; ``retries``: how often its worker died and it restarted (Tune counts)."""
+        if retries is not None:
+            payload = {**payload, "trials": [{**r, "retries": retries} for r in payload.get("trials", [])]}
         device = next((r.get("device") for r in payload.get("trials", []) if r.get("device")), "unknown")
         self.written.update(write_trial(self.store, self.spec.name, payload, metadata_for(self.spec.hash, device)))
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         if ROWS_KEY in result:
-            self.write_payload(json.loads(result[ROWS_KEY]))
+            self.write_payload(json.loads(result[ROWS_KEY]), trial.num_failures)
 
     def _close(self, trial, status: str, error: str | None) -> None:
         key = trial_key(trial)
         pair = (trial.config.get("job") or {}).get("role") in ("base", "control")  # rows of a pair of models: none to close
-        if key in self.written or pair:
+        if key in self.written or pair or INTERRUPTS.received:  # an interrupted trial resumes: nothing to close
             return
         row = {"trial_id": key, "role": self.role, "status": status, "error": error,
                "method": self.spec.finetune.method if self.role == "search" else trial.config["job"].get("method")}
-        self.write_payload({"trials": [row]})
+        self.write_payload({"trials": [row]}, trial.num_failures)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._close(trial, "pruned", None)  # stopped before its final report (a scheduler or a stop rule)
@@ -65,6 +69,7 @@ class LiveProgress(tune.Callback):
         self.console, self.title, self.total, self.objectives = console, title, total, objectives
         self.done_before = done_before  # (done, failed) already in the results: a restored run counts them
         self.done, self.failed, self.running = 0, 0, set()
+        self.failed_now: set[str] = set()
         self.best: dict[str, float] = {}
         self.started = time.monotonic()
         self.finished_now = 0
@@ -108,6 +113,8 @@ class LiveProgress(tune.Callback):
         self._draw()
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if ROWS_KEY in result and result.get("failed"):
+            self.failed_now.add(trial.trial_id)
         if ROWS_KEY not in result or result.get("failed"):
             return
         for metric, mode in self.objectives:
@@ -120,7 +127,10 @@ class LiveProgress(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self.running.discard(trial.trial_id)
-        self.done += 1
+        if trial.trial_id in self.failed_now:  # it reported a failed row and ended
+            self.failed += 1
+        else:
+            self.done += 1
         self.finished_now += 1
         self._draw(force=True)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from pathlib import Path
 
 from rich.console import Console
@@ -13,14 +14,17 @@ from mmc_sweep.errors import InputError
 DEFAULT_STUDY = Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart.yaml"
 
 
-def _positive(kind):
+def _number(kind: type, minimum: float, strict: bool = False):
+    """An argparse type: a finite ``kind`` (int or float) >= ``minimum`` (> with ``strict``)."""
+    expected = f"{'an integer' if kind is int else 'a number'} {'>' if strict else '>='} {minimum:g}"
+
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if value < 0 or (kind is int and value == 0):
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
 
     return parse
@@ -29,7 +33,14 @@ def _positive(kind):
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="join this Ray cluster ('auto', host:port); default: RAY_ADDRESS or a local Ray")
     p.add_argument("--verbose", action="store_true", help="show Ray's own console output and logs")
-    p.add_argument("--connect-timeout", type=_positive(float), default=60.0, metavar="S", help="seconds to wait for the Ray cluster (default 60)")
+    p.add_argument("--connect-timeout", type=_number(float, 0, strict=True), default=60.0, metavar="S",
+                   help="seconds to wait for the Ray cluster (default 60)")
+    p.add_argument("--max-failures", type=_number(int, 0), metavar="N",
+                   help="restarts of a trial whose worker died, from its last epoch checkpoint (default: the file's "
+                        "failure.max_failures, 3)")
+    p.add_argument("--optuna-storage", metavar="URL",
+                   help="keep Optuna's record in this database (sqlite:///FILE, postgresql://..., mysql://...) "
+                        "instead of the journal in the study folder")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,11 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("file", nargs="?", default=str(DEFAULT_STUDY), help="study YAML (default: search_spaces/quickstart.yaml)")
     run.add_argument("--name", help="study name (default: the file's `name`)")
     run.add_argument("--storage", default="studies", help="storage root: a folder (shared on a cluster) or a pyarrow.fs URI (default ./studies)")
-    run.add_argument("--num-samples", type=_positive(int), help="search trials")
-    run.add_argument("--cpus-per-trial", type=_positive(float), help="CPUs per trial (torch threads)")
-    run.add_argument("--gpus-per-trial", type=_positive(float), help="GPUs per trial; fractions share a GPU (0.25 = four trials)")
-    run.add_argument("--max-concurrent", type=_positive(int), help="search trials running at once")
-    run.add_argument("--seed", type=int, help="sampler seed")
+    run.add_argument("--num-samples", type=_number(int, 1), help="search trials")
+    run.add_argument("--cpus-per-trial", type=_number(float, 0, strict=True), help="CPUs per trial (torch threads)")
+    run.add_argument("--gpus-per-trial", type=_number(float, 0), help="GPUs per trial; fractions share a GPU (0.25 = four trials)")
+    run.add_argument("--max-concurrent", type=_number(int, 0), help="search trials running at once (0: as resources allow)")
+    run.add_argument("--seed", type=_number(int, 0), help="sampler seed")
     _add_run_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -56,39 +67,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(func=cmd_status)
 
 
+# command-line attribute -> (option, section of the spec or None for a top-level field, field)
+_OVERRIDES = {
+    "name": ("--name", None, "name"),
+    "num_samples": ("--num-samples", "search", "num_samples"),
+    "max_concurrent": ("--max-concurrent", "search", "max_concurrent"),
+    "seed": ("--seed", "search", "seed"),
+    "cpus_per_trial": ("--cpus-per-trial", "resources", "cpu"),
+    "gpus_per_trial": ("--gpus-per-trial", "resources", "gpu"),
+    "max_failures": ("--max-failures", "failure", "max_failures"),
+}
+
+
 def _overrides(args: argparse.Namespace, spec):
-    search = spec.search
-    if args.num_samples is not None:
-        search = dataclasses.replace(search, num_samples=args.num_samples)
-    if args.max_concurrent is not None:
-        search = dataclasses.replace(search, max_concurrent=args.max_concurrent)
-    if args.seed is not None:
-        search = dataclasses.replace(search, seed=args.seed)
-    resources = spec.resources
-    if args.cpus_per_trial is not None:
-        resources = dataclasses.replace(resources, cpu=args.cpus_per_trial)
-    if args.gpus_per_trial is not None:
-        resources = dataclasses.replace(resources, gpu=args.gpus_per_trial)
-    try:
-        return dataclasses.replace(spec, name=args.name or spec.name, search=search, resources=resources)
-    except ValueError as err:
-        raise InputError(f"command line: {err}") from None
+    """``spec`` with the options given on the command line on top; a value the spec refuses names the option."""
+    for attr, (option, section, field) in _OVERRIDES.items():
+        value = getattr(args, attr, None)  # resume has only some of them
+        if value is None:
+            continue
+        try:
+            if section is None:
+                spec = dataclasses.replace(spec, **{field: value})
+            else:
+                spec = dataclasses.replace(spec, **{section: dataclasses.replace(getattr(spec, section), **{field: value})})
+        except ValueError as err:  # "search.num_samples: expected ..." -> "--num-samples: expected ..."
+            raise InputError(f"{option}: {str(err).split(': ', 1)[-1]}") from None
+    return spec
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mmc_sweep.study.preflight import preflight
     from mmc_sweep.study.runner import RunOptions, run
     from mmc_sweep.study.spec import load_study
 
     spec = _overrides(args, load_study(args.file))
-    options = RunOptions(storage=args.storage, address=args.address, verbose=args.verbose, connect_timeout_s=args.connect_timeout)
+    options = RunOptions(storage=args.storage, address=args.address, verbose=args.verbose,
+                         connect_timeout_s=args.connect_timeout, optuna_storage=args.optuna_storage)
+    preflight(spec, options, source=args.file)
     return run(spec, options).exit_code
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from mmc_sweep.study.preflight import preflight
     from mmc_sweep.study.runner import load_resumable, run
 
     spec, options = load_resumable(args.study_dir)
-    options = dataclasses.replace(options, address=args.address, verbose=args.verbose, connect_timeout_s=args.connect_timeout)
+    spec = _overrides(args, spec)
+    options = dataclasses.replace(options, address=args.address, verbose=args.verbose, connect_timeout_s=args.connect_timeout,
+                                  optuna_storage=args.optuna_storage or options.optuna_storage)
+    preflight(spec, options, source=f"{args.study_dir.rstrip('/')}/study.yaml")
     return run(spec, options).exit_code
 
 

@@ -2,12 +2,18 @@
 
 Every part file of a table has the same schema (every column, nulls where a row has no value), so
 any reader — pandas, pyarrow datasets, duckdb — sees every column whatever file it opens first.
+
+Commit protocol: a trial's ``paths`` and ``history`` files are written first and its ``trials``
+file last; a trial counts as finished only once its ``trials`` file exists, so a driver that dies
+between two writes leaves a trial that resume writes (or reruns) again, replacing its files.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
+import signal
 import typing
 from datetime import datetime, timezone
 
@@ -18,7 +24,9 @@ from mmc_sweep.config import (BARRIER_TYPES, INVARIANCE_METRICS, PATH_KINDS, PAT
                               barrier_metric)
 from mmc_sweep.study.store import Store, to_buffer
 
-TABLES = ("trials", "paths", "history")
+TABLES = ("paths", "history", "trials")  # in the order they are written: trials last (the commit)
+# test-only fault injection: the driver kills itself right after writing this table of a trial
+FAULT_ENV = "MMC_SWEEP_FAULT_KILL_AFTER_TABLE"
 VIEW_METRICS = tuple(f"{k}_{v}" for v in VIEWS for k in ("acc", "loss")) + INVARIANCE_METRICS
 BARRIER_METRICS = tuple(barrier_metric(t, kind, p, v) for kind in PATH_KINDS for p in PATH_NAMES for v in VIEWS
                         for t in BARRIER_TYPES)
@@ -36,7 +44,7 @@ def _trials_schema() -> pa.Schema:
     fields += [(m, pa.float64()) for m in BARRIER_METRICS]
     fields += [
         ("start_epoch", pa.int64()), ("epochs", pa.int64()), ("error", pa.string()), ("device", pa.string()),
-        ("node", pa.string()),
+        ("node", pa.string()), ("retries", pa.int64()), ("reused_from", pa.string()),
         ("duration_s", pa.float64()), ("finished_at", pa.timestamp("us", tz="UTC")),
     ]
     return pa.schema(fields)
@@ -79,9 +87,10 @@ def write_trial(store: Store, study: str, payload: dict, metadata: dict[str, str
     """Write one finished trial's rows: ``payload`` maps table name -> rows (each row has ``trial_id``).
 
     One part file per table and trial id, named ``<trial_id>.parquet``: writing a trial again
-    replaces its files, never duplicates rows. Returns the trial ids written.
+    replaces its files, never duplicates rows. ``trials`` is written last. Returns the trial ids written.
     """
     now = datetime.now(timezone.utc)
+    fault = os.environ.get(FAULT_ENV)
     written = []
     for name in TABLES:
         by_trial: dict[str, list[dict]] = {}
@@ -93,14 +102,25 @@ def write_trial(store: Store, study: str, payload: dict, metadata: dict[str, str
         for trial_id, rows in by_trial.items():
             table = _table(name, rows, metadata)
             store.write_bytes(to_buffer(lambda f: pq.write_table(table, f)), study, "results", name, f"{trial_id}.parquet")
+            if fault == name and payload.get("trials"):
+                os.kill(os.getpid(), signal.SIGKILL)  # tests only: the driver dies between two table writes
             if name == "trials":
                 written.append(trial_id)
     return written
 
 
 def finished_trials(store: Store, study: str) -> set[str]:
-    """Ids of the trials whose row is written."""
+    """Ids of the trials whose row is written (and so every table of theirs: the commit)."""
     return {n.removesuffix(".parquet") for n in store.list(study, "results", "trials") if n.endswith(".parquet")}
+
+
+def read_trial(store: Store, study: str, trial_id: str) -> dict[str, list[dict]]:
+    """One trial's rows in every table (empty lists where it has none)."""
+    out = {}
+    for name in TABLES:
+        parts = ("results", name, f"{trial_id}.parquet")
+        out[name] = pq.read_table(store.fs.open_input_file(store.path(study, *parts))).to_pylist() if store.exists(study, *parts) else []
+    return out
 
 
 def read_trials(store: Store, study: str) -> pa.Table:

@@ -35,6 +35,8 @@ class RunOptions:
     address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
     verbose: bool = False  # Ray's own console output
     connect_timeout_s: float = 60.0
+    optuna_storage: str | None = None  # an Optuna storage URL (sqlite:///..., postgresql://...); None: a journal in the study
+    filesystem: object | None = None  # a pyarrow.fs.FileSystem that `storage` is a path on (Python API only)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ def connect_ray(options: RunOptions) -> None:
     if address:  # starting a local Ray does not hang; joining a cluster can
         watchdog.start()
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=options.verbose,
+        # "local": no address means a new local Ray, never a cluster found in /tmp/ray (that takes --address auto)
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=options.verbose,
                  logging_level=logging.INFO if options.verbose else logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -114,16 +117,17 @@ def _probe(address: str, timeout_s: float) -> None:
         raise InputError(f"--address {address}: no Ray cluster listens there ({err.strerror or err})") from None
 
 
-def load_resumable(study_dir: str) -> tuple[StudySpec, RunOptions]:
-    """The spec and storage of an existing study folder (``resume``)."""
+def load_resumable(study_dir: str, filesystem=None) -> tuple[StudySpec, RunOptions]:
+    """The spec and storage of an existing study folder (``resume``): a local path, a URI, or a path
+    on ``filesystem`` (a ``pyarrow.fs.FileSystem``)."""
     folder = study_dir.rstrip("/")
-    if "://" in folder:
-        parent, name = folder.rsplit("/", 1)
-        store = Store.open(parent)
+    if "://" in folder or filesystem is not None:
+        parent, name = folder.rsplit("/", 1) if "/" in folder else ("", folder)
+        store = Store.open(parent, filesystem)
         if not store.exists(name, "study.yaml"):
             raise InputError(f"{study_dir}: not a study folder (no study.yaml)")
         spec = parse_study(yaml.safe_load(store.read_bytes(name, "study.yaml")), f"{study_dir}/study.yaml")
-        return spec, RunOptions(storage=parent)
+        return spec, RunOptions(storage=parent, filesystem=filesystem)
     path = Path(folder).expanduser().resolve()
     if not (path / "study.yaml").is_file():
         raise InputError(f"{study_dir}: not a study folder (no study.yaml)")
@@ -135,12 +139,14 @@ def load_resumable(study_dir: str) -> tuple[StudySpec, RunOptions]:
 
 def run(spec: StudySpec, options: RunOptions, console: Console | None = None) -> StudyOutcome:
     """Run (or continue) a study to the end. Ray and Optuna are imported here, not at start-up."""
+    from mmc_sweep.study.interrupt import INTERRUPTS
     from mmc_sweep.study.stages import run_stages
 
     console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap at 80
-    store = Store.open(options.storage)
+    store = Store.open(options.storage, options.filesystem)
     check_study_name(store, spec)  # refused before Ray starts
     connect_ray(options)
     if not store.exists(spec.name, "study.yaml"):  # written once Ray is up: a failed connect leaves nothing
         store.write_bytes(dump_study(spec).encode(), spec.name, "study.yaml")
-    return run_stages(spec, store, options, console)
+    with INTERRUPTS:  # Ctrl-C / SIGTERM: a graceful stop, exit 130 / 143
+        return run_stages(spec, store, options, console)

@@ -1,22 +1,23 @@
 """The Optuna side of a study: samplers, the search space, and the searcher Ray Tune drives.
 
 The space is a dict of Optuna distributions (not a define-by-run function), so the searcher
-pickles cleanly into Tune's experiment snapshot. Trials are recorded in an Optuna
-``JournalStorage`` file, which ``optuna-dashboard`` reads.
+pickles cleanly into Tune's experiment snapshot. Where the trials are recorded: see optuna_record.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import pickle
 from typing import Callable
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
+from mmc_sweep.study.optuna_record import TUNE_ID, OptunaRecord, finite_values
 from mmc_sweep.study.spec import SearchSpec
+
+REUSE_KEY = "reuse_of"  # in a trial's config: the id of the finished trial with the same parameters
+PRUNED_KEY = "pruned"  # in a trial's last result: it was stopped early
 
 SAMPLERS: dict[str, Callable[[SearchSpec], optuna.samplers.BaseSampler]] = {
     "tpe": lambda s: optuna.samplers.TPESampler(seed=s.seed, multivariate=True),
@@ -33,9 +34,9 @@ def distributions(search: SearchSpec) -> dict[str, BaseDistribution]:
         if p.type == "categorical" or search.sampler == "grid":
             out[p.name] = CategoricalDistribution(p.grid())
         elif p.type == "int":
-            out[p.name] = IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step) if p.step and not p.log else 1)
+            out[p.name] = IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step) or 1)  # step with log: refused by the spec
         else:
-            out[p.name] = FloatDistribution(p.low, p.high, log=p.log, step=p.step if p.step and not p.log else None)
+            out[p.name] = FloatDistribution(p.low, p.high, log=p.log, step=p.step or None)
     return out
 
 
@@ -46,36 +47,69 @@ def grid_size(search: SearchSpec) -> int:
     return size
 
 
-def journal(path: Path) -> JournalStorage:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+class StudySearcher(Searcher):
+    """Ray Tune's searcher for a study, driving Optuna through its public ask/tell API.
 
+    Each Tune trial is one Optuna trial (``ask``), tagged with the Tune trial id; its final result
+    is told exactly once (``tell(..., skip_if_finished=True)``): values when every objective is
+    finite, FAIL otherwise (a failed or diverged trial), PRUNED for a stopped one. An interrupted
+    trial is told nothing: Tune resumes it and it reports later. A proposal identical to a completed
+    trial's parameters carries ``reuse_of`` (that trial's id): the trial reuses its result.
+    The Optuna record itself is the truth; only the sampler's state and Tune's ids are pickled.
+    """
 
-def make_searcher(search: SearchSpec, study_name: str, journal_path: Path) -> OptunaSearch:
-    """An ``OptunaSearch`` over ``search.space`` with ``search.objectives`` (one or several)."""
-    metrics = [o.metric for o in search.objectives]
-    modes = [o.mode for o in search.objectives]
-    return OptunaSearch(
-        space=distributions(search),
-        metric=metrics if len(metrics) > 1 else metrics[0],
-        mode=modes if len(modes) > 1 else modes[0],
-        sampler=SAMPLERS[search.sampler](search),
-        study_name=study_name,
-        storage=journal(journal_path),
-    )
+    def __init__(self, search: SearchSpec, record: OptunaRecord) -> None:
+        metrics = [o.metric for o in search.objectives]
+        modes = [o.mode for o in search.objectives]
+        super().__init__(metric=metrics if len(metrics) > 1 else metrics[0], mode=modes if len(modes) > 1 else modes[0])
+        self.objectives, self.record = metrics, record
+        self.directions = ["maximize" if m == "max" else "minimize" for m in modes]
+        self.space = distributions(search)
+        self.sampler = SAMPLERS[search.sampler](search)
+        self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
+        self._study: optuna.Study | None = None
 
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            self._study = self.record.open_study(self.directions, self.sampler)
+        return self._study
 
-def reconcile_journal(journal_path: Path, study_name: str) -> int:
-    """Mark trials left RUNNING in the journal as FAIL once no Tune trial can finish them (after a
-    killed driver, Tune's snapshot can be older than the journal). Returns how many were closed."""
-    if not journal_path.exists():
-        return 0
-    storage = journal(journal_path)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        return 0
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
-    for t in stale:
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    return len(stale)
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # the space and objectives come from the study spec
+
+    def suggest(self, trial_id: str) -> dict:
+        trial = self.study.ask(self.space)
+        trial.set_user_attr(TUNE_ID, trial_id)
+        self.numbers[trial_id] = trial.number
+        config = dict(trial.params)
+        twin = next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                     if t.params == trial.params and TUNE_ID in t.user_attrs), None)
+        if twin is not None:
+            config[REUSE_KEY] = twin.user_attrs[TUNE_ID]
+        return config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        number = self.numbers.pop(trial_id, None)
+        if number is None:
+            return
+        values = None if error or not result else finite_values(result, self.objectives)
+        if values is not None:
+            self.study.tell(number, values, skip_if_finished=True)
+        elif result and result.get(PRUNED_KEY):
+            self.study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
+        else:
+            self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        self.record.push()
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"numbers": self.numbers, "sampler": self.sampler}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.numbers, self.sampler, self._study = state["numbers"], state["sampler"], None
+
+    def __getstate__(self) -> dict:  # pickled into Tune's experiment snapshot: no open storage
+        return {**self.__dict__, "_study": None}

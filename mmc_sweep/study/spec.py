@@ -32,6 +32,12 @@ TRIAL_PATHS = ("cue_to_ft", "ft_to_clean")  # the paths a search trial measures
 # models they need are trained before the search)
 STUDY_PARAMS = ("base_seed", "cue_proportion")
 SEARCHABLE = tuple(f.name for f in dataclasses.fields(FinetuneSpec)) + STUDY_PARAMS  # `method`: categorical
+# the Python type of every searchable setting: a searched value must have it (the Parquet column of a
+# setting is int64, float64 or string whatever the search proposes)
+SETTING_TYPES: dict[str, type] = {**{k: t for k, t in typing.get_type_hints(FinetuneSpec).items() if t in (int, float, str, bool)},
+                                   "base_seed": int, "cue_proportion": float}
+_VALUE_WORDS = {int: "integers", float: "numbers", str: "strings", bool: "true or false values"}
+_SETTING_WORDS = {int: "an integer", float: "a float", str: "a string", bool: "a true/false"}
 
 
 @dataclass(frozen=True)
@@ -74,14 +80,25 @@ class ParamSpec:
         key = f"search.space.{self.name}"
         object.__setattr__(self, "choices", tuple(self.choices))
         _check(self.type in PARAM_TYPES, f"{key}.type", f"one of {PARAM_TYPES}", self.type)
+        setting = SETTING_TYPES.get(self.name)
         if self.type == "categorical":
             _check(len(self.choices) > 0, f"{key}.choices", "a non-empty list", list(self.choices))
+            if setting is not None:
+                object.__setattr__(self, "choices", _typed_choices(key, setting, self.choices))
+            _check(len(set(self.choices)) == len(self.choices), f"{key}.choices", "distinct values", list(self.choices))
             return
+        if setting is not None:  # a range of the wrong type fails in every trial (and breaks the column's type)
+            allowed = "'int' or 'categorical'" if setting is int else "'float' or 'categorical'" if setting is float else "'categorical'"
+            _check(self.type == {int: "int", float: "float"}.get(setting), f"{key}.type",
+                   f"{allowed} ({self.name} is {_SETTING_WORDS[setting]} setting)", self.type)
         _check(self.low < self.high, key, "low < high (a non-empty range)", f"low={self.low}, high={self.high}")
         _check(not self.log or self.low > 0, f"{key}.low", "a number > 0 with log: true", self.low)
         _check(self.step >= 0, f"{key}.step", "a number >= 0", self.step)
+        # Optuna has no stepped log scale: the step would be dropped without a word
+        _check(not (self.step and self.log), f"{key}.step", "no step with log: true (a log scale has no step)", self.step)
         if self.type == "int":
             _check(float(self.low).is_integer() and float(self.high).is_integer(), key, "integer bounds", f"{self.low}, {self.high}")
+            _check(float(self.step).is_integer(), f"{key}.step", "an integer step", self.step)
 
     def grid(self) -> list:
         """The values a grid search visits."""
@@ -92,6 +109,20 @@ class ParamSpec:
         count = int(round((self.high - self.low) / self.step)) + 1
         values = [self.low + i * self.step for i in range(count)]
         return [int(v) for v in values] if self.type == "int" else values
+
+
+def _typed_choices(key: str, setting: type, choices: tuple) -> tuple:
+    """``choices`` checked against the setting's type; ints of a float setting become floats, so
+    that its column stays float64."""
+    def fits(value: Any) -> bool:
+        if isinstance(value, bool) or setting is bool:
+            return isinstance(value, bool) and setting is bool
+        return isinstance(value, (int, float)) if setting is float else isinstance(value, setting)
+
+    name = key.rsplit(".", 1)[1]
+    _check(all(fits(v) for v in choices), f"{key}.choices", f"{_VALUE_WORDS[setting]} ({name} is {_SETTING_WORDS[setting]} setting)",
+           list(choices))
+    return tuple(float(v) for v in choices) if setting is float else choices
 
 
 @dataclass(frozen=True)
@@ -118,6 +149,7 @@ class SearchSpec:
         object.__setattr__(self, "objectives", tuple(self.objectives))
         object.__setattr__(self, "space", tuple(self.space))
         _check(self.num_samples >= 1, "search.num_samples", "an integer >= 1", self.num_samples)
+        _check(0 <= self.seed < 2**32, "search.seed", "an integer in [0, 2**32) (numpy seeds the samplers)", self.seed)
         _check(self.max_concurrent >= 0, "search.max_concurrent", "an integer >= 0", self.max_concurrent)
         _check(len(self.objectives) > 0, "search.objectives", "a non-empty list", [])
         if self.sampler == "grid":
@@ -138,6 +170,20 @@ class ResourceSpec:
 
 
 @dataclass(frozen=True)
+class FailureSpec:
+    """What happens when a trial's worker dies (out of memory, lost node, preempted machine)."""
+
+    max_failures: int = _help("times a trial is restarted from its last epoch checkpoint after its worker died "
+                              "(0: a dead worker fails the trial)", 3)
+
+    def __post_init__(self) -> None:
+        _check(self.max_failures >= 0, "failure.max_failures", "an integer >= 0", self.max_failures)
+
+
+RUN_ONLY = ("failure",)  # how a study runs, not what it computes: left out of its hash
+
+
+@dataclass(frozen=True)
 class StudySpec:
     name: str = _help("study name: its folder under the storage root", "study")
     data: DataSpec = _help("dataset and cue", DataSpec())
@@ -148,6 +194,7 @@ class StudySpec:
     search: SearchSpec = _help("the search", SearchSpec())
     paths: PathSpec = _help("interpolation paths", PathSpec())
     resources: ResourceSpec = _help("per-trial resources", ResourceSpec())
+    failure: FailureSpec = _help("retries of trials whose worker died", FailureSpec())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "baselines", tuple(self.baselines))
@@ -155,7 +202,7 @@ class StudySpec:
 
     @property
     def hash(self) -> str:
-        return spec_hash(self)
+        return spec_hash(self, leave_out=RUN_ONLY)
 
     def finetune_spec(self, params: dict[str, Any]) -> FinetuneSpec:
         """The fine-tuning settings of one trial: the fixed ones with the searched ``params`` on top."""
@@ -191,7 +238,7 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{key}: expected a list, got {value!r}")
         item = typing.get_args(hint)[0] if typing.get_args(hint) else Any
-        return tuple(_convert(v, item, key) for v in value)
+        return tuple(_convert(v, item, _item_key(key, v)) for v in value)
     if origin in (typing.Union, types.UnionType):
         return value
     if hint is bool:
@@ -211,6 +258,12 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
             raise ValueError(f"{key}: expected a string, got {value!r}")
         return value
     return value
+
+
+def _item_key(key: str, item: Any) -> str:
+    """The key of a list item in messages: a searched setting by its name (search.space.lr)."""
+    named = isinstance(item, dict) and isinstance(item.get("name"), str)
+    return f"{key}.{item['name']}" if named and key == "search.space" else key
 
 
 def _build(cls: type, raw: Any, key: str) -> Any:
@@ -262,17 +315,10 @@ def _check_names(spec: StudySpec) -> None:
     _check_one(spec.search.sampler, SAMPLERS, "search.sampler")
     for kind in spec.paths.kinds:
         _check_one(kind, kind_names(), "paths.kinds")
-    barrier_names = barrier_objectives(spec)
-    for o in spec.search.objectives:
-        if o.metric not in OBJECTIVE_METRICS and o.metric not in barrier_names:
-            close = _suggest(o.metric, OBJECTIVE_METRICS + barrier_names)
-            raise ValueError(f"search.objectives.metric: unknown metric {o.metric!r}{close}; valid: {', '.join(OBJECTIVE_METRICS)}, "
-                             f"or a barrier of this study's paths: <barrier_loss|barrier_acc|barrier_mid_loss|barrier_mid_acc>_"
-                             f"[<lmcp|qmc>_]<{'|'.join(TRIAL_PATHS)}>_<{'|'.join(spec.paths.views)}> with kinds {list(spec.paths.kinds)}")
-    if spec.data.dataset in ("shapes", "dominoes"):  # cifar pool sizes are known only once the files are read
-        largest = max([spec.finetune.n_clean] + [int(p.high) if p.type != "categorical" else max(p.choices)
-                                                  for p in spec.search.space if p.name == "n_clean"])
-        _check(largest <= spec.data.n_train, "finetune.n_clean", f"at most data.n_train = {spec.data.n_train} clean images", largest)
+    _check_objectives(spec)
+    if spec.data.dataset in ("shapes", "dominoes"):  # cifar pool sizes are known once the files are read (preflight)
+        for key, largest in n_clean_bounds(spec):
+            _check(largest <= spec.data.n_train, key, f"at most data.n_train = {spec.data.n_train} clean images", largest)
     if spec.search.sampler != "grid" and len(spec.search.space) == 0:
         raise ValueError("search.space: expected at least one searched setting (or sampler: grid)")
     for p in spec.search.space:
@@ -289,14 +335,66 @@ def _check_names(spec: StudySpec) -> None:
             for value in p.choices:
                 _check_one(value, sorted(METHODS), "search.space.method.choices")
             continue
-        for value in p.grid() if p.type == "categorical" or p.step else [p.low, p.high]:  # a valid FinetuneSpec at each end
+        _check_ends(spec, p)
+
+
+def _check_ends(spec: StudySpec, p: ParamSpec) -> None:
+    """Every value the search may propose is a valid fine-tuning setting (checked at each end of a range)."""
+    ends = [("choices", v) for v in p.grid()] if p.type == "categorical" or p.step else [("low", p.low), ("high", p.high)]
+    for where, value in ends:
+        try:
             spec.finetune_spec({p.name: int(value) if p.type == "int" else value})
+        except ValueError as err:  # name the searched key, not the fixed one the message was written for
+            own = f"finetune.{p.name}: "
+            text = str(err)
+            raise ValueError(f"search.space.{p.name}.{where}: {text[len(own):]}" if text.startswith(own)
+                             else f"search.space.{p.name}.{where} = {value!r}: {text}") from None
+
+
+def _check_objectives(spec: StudySpec) -> None:
+    """Each objective is a metric every search trial of ``spec`` reports, named once."""
+    valid = OBJECTIVE_METRICS + barrier_objectives(spec)
+    metrics = [o.metric for o in spec.search.objectives]
+    for metric in metrics:
+        if metric not in valid:
+            raise ValueError(f"search.objectives.metric: unknown metric {metric!r}{_suggest(metric, valid)}; valid: "
+                             f"{', '.join(OBJECTIVE_METRICS)}, or a barrier this study measures: {_barrier_pattern(spec)}")
+    duplicates = sorted({m for m in metrics if metrics.count(m) > 1})
+    _check(not duplicates, "search.objectives.metric", "each metric once", duplicates)
+
+
+def trial_paths(spec: StudySpec) -> tuple[str, ...]:
+    """The paths every search trial measures: method ``none`` has no path from the cue model to itself,
+    so when the search may pick it, no trial can be sure to report ``cue_to_ft``."""
+    methods = {spec.finetune.method}
+    for p in spec.search.space:
+        if p.name == "method":
+            methods = set(p.choices)
+    return tuple(path for path in TRIAL_PATHS if not (path == "cue_to_ft" and "none" in methods))
+
+
+def n_clean_bounds(spec: StudySpec) -> list[tuple[str, int]]:
+    """(key, the largest n_clean it may give): the fixed setting (baselines use it) and a searched one."""
+    out = [("finetune.n_clean", spec.finetune.n_clean)]
+    for p in spec.search.space:
+        if p.name == "n_clean":
+            out.append(("search.space.n_clean.choices", max(p.choices)) if p.type == "categorical"
+                       else ("search.space.n_clean.high", int(p.high)))
+    return out
 
 
 def barrier_objectives(spec: StudySpec) -> tuple[str, ...]:
     """Every barrier a search trial of ``spec`` reports: each kind, trial path, evaluated view and barrier type."""
-    return tuple(barrier_metric(t, kind, path, view) for kind in spec.paths.kinds for path in TRIAL_PATHS
+    return tuple(barrier_metric(t, kind, path, view) for kind in spec.paths.kinds for path in trial_paths(spec)
                  for view in spec.paths.views for t in BARRIER_TYPES)
+
+
+def _barrier_pattern(spec: StudySpec) -> str:
+    """The barrier names of ``spec`` as one pattern, e.g. ``<barrier_loss|...>_[lmcp_]<ft_to_clean>_<clean|cue>``."""
+    prefixes = ["" if kind == "linear" else f"{kind}_" for kind in spec.paths.kinds]
+    kinds = f"[{'|'.join(p for p in prefixes if p)}]" if "" in prefixes else f"<{'|'.join(prefixes)}>"
+    return (f"<{'|'.join(BARRIER_TYPES)}>_{kinds if kinds not in ('[]', '<>') else ''}"
+            f"<{'|'.join(trial_paths(spec))}>_<{'|'.join(spec.paths.views)}>")
 
 
 def _check_one(value: str, valid: list[str] | tuple[str, ...], key: str) -> None:
@@ -308,9 +406,14 @@ def parse_study(raw: Any, source: str = "<study>") -> StudySpec:
     """Validate a loaded YAML mapping into a :class:`StudySpec`; errors are ``InputError`` naming ``source``."""
     try:
         if not isinstance(raw, dict):
-            raise ValueError(f"expected a mapping at the top level, got {type(raw).__name__}")
+            got = "an empty file" if raw is None else f"a {type(raw).__name__}"
+            sections = ", ".join(f.name for f in dataclasses.fields(StudySpec))
+            raise ValueError(f"expected a mapping at the top level (keys: {sections}), got {got}")
         raw = dict(raw)
-        search = dict(raw.get("search") or {})
+        search = raw.get("search") or {}
+        if not isinstance(search, dict):
+            raise ValueError(f"search: expected a mapping, got {search!r}")
+        search = dict(search)
         search["space"] = _space(search.get("space"))
         search["objectives"] = _objectives(search.get("objectives"))
         raw["search"] = search
@@ -321,13 +424,36 @@ def parse_study(raw: Any, source: str = "<study>") -> StudySpec:
         raise InputError(f"{source}: {err}") from None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: the safe loader's own message follows
+                continue
+            if repeated:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_study(path: str | Path) -> StudySpec:
-    """Read and validate a study file (safe YAML loader)."""
+    """Read and validate a study file (safe YAML loader, no duplicate keys)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such study file (see search_spaces/ for examples)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read the study file ({type(err).__name__}: {err})") from None
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

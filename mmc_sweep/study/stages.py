@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
@@ -11,12 +10,14 @@ from rich.console import Console
 
 from mmc_sweep.study.artifacts import has_base
 from mmc_sweep.study.callbacks import LiveProgress, ResultsSink
+from mmc_sweep.study.interrupt import INTERRUPTS
+from mmc_sweep.study.optuna_record import OptunaRecord, reconcile
 from mmc_sweep.study.results import finished_trials, read_trials
 from mmc_sweep.study.runner import RunOptions, StudyOutcome
-from mmc_sweep.study.search import grid_size, make_searcher, reconcile_journal
+from mmc_sweep.study.search import StudySearcher, grid_size
 from mmc_sweep.study.spec import StudySpec
 from mmc_sweep.study.store import Store
-from mmc_sweep.study.trials import ROWS_KEY, base_trial, reference_trial, search_trial
+from mmc_sweep.study.trials import ROWS_KEY, base_trial, reference_trial, search_trial, worker_exit_epoch
 
 
 def _status_counts(store: Store, spec: StudySpec, role: str, trial_ids: frozenset[str] = frozenset()) -> tuple[int, int]:
@@ -28,25 +29,31 @@ def _status_counts(store: Store, spec: StudySpec, role: str, trial_ids: frozense
 
 def _trainable(fn, spec: StudySpec, store: Store):
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    return tune.with_resources(tune.with_parameters(fn, spec=spec, store_uri=store.uri, cpus=spec.resources.cpu), resources)
+    extra = {"exit_epoch": worker_exit_epoch()} if fn is not base_trial else {}
+    return tune.with_resources(tune.with_parameters(fn, spec=spec, store=store, cpus=spec.resources.cpu, **extra),
+                               resources)
 
 
 def _experiment(stage: str, trainable, spec: StudySpec, store: Store, options: RunOptions, *, param_space: dict | None,
                 tune_config: tune.TuneConfig, callbacks: list, resume_errored: bool) -> tune.ResultGrid:
     """Restore the stage's experiment when an earlier run left one, else start it; run it to the end."""
-    storage = store.uri_of(spec.name, "tune")
+    storage, fs = store.tune_path(spec.name, "tune"), store.given_filesystem
     path = f"{storage}/{stage}"
-    if tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
+    if tune.Tuner.can_restore(path, storage_filesystem=fs):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, storage_filesystem=fs,
                                    resume_errored=resume_errored, restart_errored=False)
     else:
         run_config = tune.RunConfig(
-            name=stage, storage_path=storage, verbose=1 if options.verbose else 0, callbacks=callbacks,
+            name=stage, storage_path=storage, storage_filesystem=fs, verbose=1 if options.verbose else 0, callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # epoch checkpoints: the last two
-            failure_config=tune.FailureConfig(max_failures=0),
+            failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
         )
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
-    return tuner.fit()
+    INTERRUPTS.in_tune = True
+    try:
+        return tuner.fit()
+    finally:
+        INTERRUPTS.in_tune = False
 
 
 def _write_missing(results: tune.ResultGrid, sink: ResultsSink) -> None:
@@ -95,7 +102,9 @@ def run_reference_stage(spec: StudySpec, store: Store, options: RunOptions, cons
                           param_space={"job": tune.grid_search(jobs)}, tune_config=tune.TuneConfig(reuse_actors=True),
                           callbacks=[sink, progress], resume_errored=True)
     _write_missing(results, sink)
-    return not results.errors
+    ids = {j["trial_id"] for j in reference_jobs(spec)}
+    rows = [r for r in read_trials(store, spec.name).to_pylist() if r["trial_id"] in ids]
+    return not results.errors and all(r["status"] == "completed" for r in rows)
 
 
 def _slots(spec: StudySpec) -> int:
@@ -115,8 +124,10 @@ def search_samples(spec: StudySpec) -> int:
 
 
 def run_search_stage(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> None:
-    journal_path = _journal_path(store, spec)
-    searcher = make_searcher(spec.search, spec.name, journal_path)
+    record = OptunaRecord.of(store, spec.name, options.optuna_storage)
+    record.remember()
+    record.fetch()
+    searcher = StudySearcher(spec.search, record)
     # Always behind a limiter: without one Tune keeps a single trial pending, so trials start one
     # by one and slots sit idle; with one it keeps `limit` pending.
     search_alg = ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent or _slots(spec))
@@ -127,27 +138,35 @@ def run_search_stage(spec: StudySpec, store: Store, options: RunOptions, console
     results = _experiment("search", _trainable(search_trial, spec, store), spec, store, options, param_space=None,
                           tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=search_samples(spec), reuse_actors=True),
                           callbacks=[sink, progress], resume_errored=False)
+    if INTERRUPTS.received:  # Tune resumes the running trials: Optuna must not hear of them yet
+        record.push()
+        return
     _write_missing(results, sink)
-    closed = reconcile_journal(journal_path, spec.name)
-    if closed:
-        console.print(f"optuna: {closed} trial(s) left RUNNING by an interrupted run marked FAIL")
-
-
-def _journal_path(store: Store, spec: StudySpec) -> Path:
-    if store.local_root is None:  # JournalFileBackend needs a POSIX file: keep it beside the driver
-        return Path.home() / ".cache" / "mmc_sweep" / spec.name / "optuna.journal"
-    return store.local_root / spec.name / "optuna.journal"
+    rows = [r for r in read_trials(store, spec.name).to_pylist() if r["role"] == "search"]
+    lost = reconcile(searcher.study, rows, [o.metric for o in spec.search.objectives])
+    for trial_id in lost:  # asked of Optuna, but never recorded by Tune (a killed driver): say so in both
+        sink.write_payload({"trials": [{"trial_id": trial_id, "role": "search", "status": "failed", "method": spec.finetune.method,
+                                        "error": "lost: the driver died before Tune recorded this trial"}]})
+    record.push()
+    if lost:
+        console.print(f"optuna: {len(lost)} trial(s) lost by an interrupted run recorded as failed")
 
 
 def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> StudyOutcome:
     folder = store.uri_of(spec.name)
     console.print(f"study [bold]{spec.name}[/] ({spec.hash}) -> {folder}")
     ok = run_base_stage(spec, store, options, console)
+    if INTERRUPTS.received:
+        return _interrupted(folder, console)
     if not ok:
         console.print("[red]base models failed to train[/]: see the Ray logs (--verbose) ")
         return StudyOutcome(1, folder, 0, 0)
     ok = run_reference_stage(spec, store, options, console)
+    if INTERRUPTS.received:
+        return _interrupted(folder, console)
     run_search_stage(spec, store, options, console)
+    if INTERRUPTS.received:
+        return _interrupted(folder, console)
     rows = [r for r in read_trials(store, spec.name).to_pylist() if r["role"] == "search"]
     completed = sum(r["status"] == "completed" for r in rows)
     failed = sum(r["status"] == "failed" for r in rows)
@@ -156,3 +175,9 @@ def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Cons
     print_summary(spec, store, console)
     code = 0 if ok and completed > 0 else 1
     return StudyOutcome(code, folder, completed, failed)
+
+
+def _interrupted(folder: str, console: Console) -> StudyOutcome:
+    console.print(f"interrupted: what finished is written; continue with  python run_study.py resume {folder}",
+                  markup=False, highlight=False)
+    return StudyOutcome(INTERRUPTS.exit_code, folder, 0, 0)

@@ -23,12 +23,26 @@ class Store:
     uri: str  # what the user gave (a path or a URI); Ray Tune's storage_path takes the same
 
     @staticmethod
-    def open(location: str) -> "Store":
+    def open(location: str, filesystem: pafs.FileSystem | None = None) -> "Store":
+        """``location``: a local path or a URI; or, with ``filesystem`` (any ``pyarrow.fs`` file system,
+        e.g. one a test builds), a path on that file system."""
+        if filesystem is not None:
+            root = location.rstrip("/")
+            return Store(filesystem, root, f"{filesystem.type_name}:{getattr(filesystem, 'base_path', '')}{root}")
         if "://" in location:
             fs, root = pafs.FileSystem.from_uri(location)
             return Store(fs, root.rstrip("/"), location.rstrip("/"))
         path = str(Path(location).expanduser().resolve())
         return Store(pafs.LocalFileSystem(), path, path)
+
+    @property
+    def given_filesystem(self) -> pafs.FileSystem | None:
+        """The file system Tune must be handed (storage_filesystem): one the user built, not named by a URI."""
+        return None if "://" in self.uri or self.local_root is not None else self.fs
+
+    def tune_path(self, *parts: str) -> str:
+        """What Tune's storage_path takes: the URI, or the path on the given file system."""
+        return self.path(*parts) if self.given_filesystem is not None else self.uri_of(*parts)
 
     @property
     def local_root(self) -> Path | None:

@@ -3,6 +3,10 @@
 Every trial reports per-epoch metrics with an epoch checkpoint (``ray.tune.report``), resumes from
 ``ray.tune.get_checkpoint()`` when restarted, and ends with one report holding its result rows as
 JSON (``rows_json``), which the driver's results sink writes to Parquet.
+
+A fine-tuning trial that fails (an exception, a diverged loss) reports a ``failed`` row and returns:
+rerunning it would fail again. Only a dead worker (out of memory, lost node) is an error that Tune
+retries from the last epoch checkpoint (``failure.max_failures``).
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import tempfile
 import time
 import traceback
@@ -26,13 +31,21 @@ from mmc_sweep.experiment import Pair, device_label, finetune_and_measure, measu
 from mmc_sweep.finetune import total_epochs
 from mmc_sweep.metrics import view_metrics
 from mmc_sweep.study.artifacts import StoreMidpoints, has_base, load_base, model_folder, save_base
-from mmc_sweep.study.results import PARAM_TYPES
+from mmc_sweep.study.results import PARAM_TYPES, read_trial
+from mmc_sweep.study.search import REUSE_KEY
 from mmc_sweep.study.spec import StudySpec
 from mmc_sweep.study.store import Store
-from mmc_sweep.train import load_state
+from mmc_sweep.train import DivergedError, load_state
 
 STATE_FILE = "state.pt"
 ROWS_KEY = "rows_json"  # the final report's key holding {"trials": [...], "paths": [...], "history": [...]}
+# tests only: every fine-tuning trial's worker dies hard once, at the start of this epoch's report
+WORKER_EXIT_ENV = "MMC_SWEEP_FAULT_WORKER_EXIT_EPOCH"
+
+
+def worker_exit_epoch() -> int:
+    """Read on the driver (workers may not share its environment) and passed to every trial."""
+    return int(os.environ.get(WORKER_EXIT_ENV, "0") or 0)
 
 
 @functools.lru_cache(maxsize=2)
@@ -65,10 +78,9 @@ def _restored_state() -> dict | None:
 
 # ---- base models: content-addressed under <storage>/models/<hash>/ (see artifacts) ---------------------
 
-def base_trial(config: dict, *, spec: StudySpec, store_uri: str, cpus: float) -> None:
+def base_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float) -> None:
     """Train one base model (config: kind, seed, cue_proportion) unless the store already has it."""
     device = _setup(cpus)
-    store = Store.open(store_uri)
     job = config["job"]
     key = spec.base_model(job["kind"], job["seed"], job["cue_proportion"])
     if has_base(store, key):
@@ -97,25 +109,46 @@ def _nan_free(metrics: dict[str, float]) -> dict[str, float | None]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
-def reference_trial(config: dict, *, spec: StudySpec, store_uri: str, cpus: float) -> None:
+def reference_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float, exit_epoch: int = 0) -> None:
     """A reference row set: the base pair of a seed (``role: base``), the control pair of two
     seeds (``role: control``) or a baseline method."""
     job = config["job"]
     if job["role"] == "base":
-        _base_pair(job["seed"], spec, store_uri, cpus)
+        _base_pair(job["seed"], spec, store, cpus)
     elif job["role"] == "control":
-        _control_pair(job["trial_id"], *job["seeds"], spec=spec, store_uri=store_uri, cpus=cpus)
+        _control_pair(job["trial_id"], *job["seeds"], spec=spec, store=store, cpus=cpus)
     else:
         ft = dataclasses.replace(spec.finetune, method=job["method"])
-        _finetune(job["trial_id"], "baseline", ft, job["seed"], spec.data.cue_proportion, spec, store_uri, cpus)
+        _finetune(job["trial_id"], "baseline", ft, job["seed"], spec.data.cue_proportion, spec, store, cpus, exit_epoch)
 
 
-def search_trial(config: dict, *, spec: StudySpec, store_uri: str, cpus: float) -> None:
-    """One trial of the search: the fixed fine-tuning settings with the searched ones on top."""
-    seed = config.get("base_seed", spec.base.seeds[0])
-    proportion = config.get("cue_proportion", spec.data.cue_proportion)
+def search_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float, exit_epoch: int = 0) -> None:
+    """One trial of the search: the fixed fine-tuning settings with the searched ones on top; or,
+    when the searcher found a finished trial with the same parameters, that trial's result again."""
+    params = {k: v for k, v in config.items() if k != REUSE_KEY}
     trial_id = tune.get_context().get_trial_id()
-    _finetune(trial_id, "search", spec.finetune_spec(config), seed, proportion, spec, store_uri, cpus)
+    if REUSE_KEY in config and _reuse(config[REUSE_KEY], trial_id, spec, store):
+        return
+    seed = params.get("base_seed", spec.base.seeds[0])
+    proportion = params.get("cue_proportion", spec.data.cue_proportion)
+    _finetune(trial_id, "search", spec.finetune_spec(params), seed, proportion, spec, store, cpus, exit_epoch)
+
+
+def _reuse(source: str, trial_id: str, spec: StudySpec, store: Store) -> bool:
+    """Report the rows of finished trial ``source`` as this trial's, marked ``reused_from``; False
+    when ``source`` has no completed row (then the trial trains as usual)."""
+    rows = read_trial(store, spec.name, source)
+    trials = rows["trials"]
+    if len(trials) != 1 or trials[0]["status"] != "completed":
+        return False
+    row = {k: v for k, v in trials[0].items() if k not in ("study", "finished_at", "retries")}
+    row.update(trial_id=trial_id, reused_from=source, duration_s=0.0, node=ray.get_runtime_context().get_node_id())
+    copy = {"trials": [row]}
+    for table in ("paths", "history"):
+        copy[table] = [{**{k: v for k, v in r.items() if k != "study"}, "trial_id": trial_id} for r in rows[table]]
+    objectives = {o.metric: row.get(o.metric) for o in spec.search.objectives}
+    tune.report({"epoch": row.get("epochs") or 0, **objectives, ROWS_KEY: json.dumps(copy, default=str)})
+    return True
 
 
 def _load_pair(store: Store, spec: StudySpec, seed: int, proportion: float, device: torch.device):
@@ -125,9 +158,8 @@ def _load_pair(store: Store, spec: StudySpec, seed: int, proportion: float, devi
     return keys, task, {kind: load_base(store, key, task, device) for kind, key in keys.items()}
 
 
-def _base_pair(seed: int, spec: StudySpec, store_uri: str, cpus: float) -> None:
+def _base_pair(seed: int, spec: StudySpec, store: Store, cpus: float) -> None:
     device = _setup(cpus)
-    store = Store.open(store_uri)
     keys, task, models = _load_pair(store, spec, seed, spec.data.cue_proportion, device)
     pair = Pair(models["cue"], models["clean"], (keys["cue"], keys["clean"]))
     barriers, paths = measure_paths(task, {"cue_to_clean": pair}, spec.paths, seed=seed, midpoints=StoreMidpoints(store))
@@ -144,11 +176,10 @@ def _base_pair(seed: int, spec: StudySpec, store_uri: str, cpus: float) -> None:
     tune.report({"done": 1, ROWS_KEY: json.dumps(rows)})
 
 
-def _control_pair(trial_id: str, first: int, second: int, *, spec: StudySpec, store_uri: str, cpus: float) -> None:
+def _control_pair(trial_id: str, first: int, second: int, *, spec: StudySpec, store: Store, cpus: float) -> None:
     """The paths between the clean references of two seeds: same data, same mechanism, other init."""
     started = time.perf_counter()
     device = _setup(cpus)
-    store = Store.open(store_uri)
     keys = [spec.base_model("clean", seed) for seed in (first, second)]
     task = _cpu_task(spec.base_model("cue", first).data).to(device)  # the views and training images of the study
     a, b = (load_base(store, key, task, device) for key in keys)
@@ -161,39 +192,48 @@ def _control_pair(trial_id: str, first: int, second: int, *, spec: StudySpec, st
     tune.report({"done": 1, ROWS_KEY: json.dumps(rows)})
 
 
+def _die_once(exit_epoch: int, epoch: int, store: Store, spec: StudySpec, trial_id: str) -> None:
+    """Fault injection for tests: the worker process dies hard, once per trial, at ``exit_epoch``."""
+    marker = f".fault_worker_exit_{trial_id}"
+    if exit_epoch and epoch == exit_epoch and not store.exists(spec.name, marker):
+        store.write_bytes(b"", spec.name, marker)
+        os._exit(1)
+
+
 def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion: float, spec: StudySpec,
-              store_uri: str, cpus: float) -> None:
-    """Fine-tune the cue model of (seed, proportion), report per epoch, then measure and report rows."""
-    started = time.perf_counter()
+              store: Store, cpus: float, exit_epoch: int = 0) -> None:
+    """Fine-tune the cue model of (seed, proportion), report per epoch, then measure and report rows.
+    ``duration_s`` counts the time before an interruption too (it travels in the checkpoint)."""
     device = _setup(cpus)
+    restored = _restored_state()
+    started = time.perf_counter() - (restored.get("elapsed_s", 0.0) if restored else 0.0)
     row = {"trial_id": trial_id, "role": role, "method": ft.method, "base_seed": seed, "cue_proportion": proportion,
            "epochs": total_epochs(ft), "device": device_label(device), "node": ray.get_runtime_context().get_node_id(),
            **_params(ft)}
     objectives = [o.metric for o in spec.search.objectives]
+    history: list[dict] = restored["history"] if restored else []
+    row["start_epoch"] = len(history)
     try:
-        store = Store.open(store_uri)
         keys, task, models = _load_pair(store, spec, seed, proportion, device)
-        cue_model, clean_model = models["cue"], models["clean"]
-        restored = _restored_state()
-        history: list[dict] = restored["history"] if restored else []
-        row["start_epoch"] = len(history)
 
         def on_epoch(epoch: int, metrics: dict[str, float], checkpoint) -> None:
+            _die_once(exit_epoch, epoch, store, spec, trial_id)
             history.append({"trial_id": trial_id, "epoch": epoch, **metrics})
             # objectives measured only at the end (barriers) are NaN per epoch: Tune needs every key
             _report_epoch({o: float("nan") for o in objectives} | {"epoch": epoch, **metrics},
-                          {"finetune": checkpoint(), "history": history})
+                          {"finetune": checkpoint(), "history": history, "elapsed_s": time.perf_counter() - started})
 
-        final, paths = finetune_and_measure(task, cue_model, clean_model, ft, spec.paths, seed=seed, on_epoch=on_epoch,
+        final, paths = finetune_and_measure(task, models["cue"], models["clean"], ft, spec.paths, seed=seed, on_epoch=on_epoch,
                                             resume=restored["finetune"] if restored else None,
                                             keys=(keys["cue"], keys["clean"]), midpoints=StoreMidpoints(store))
-        row.update(status="completed", duration_s=time.perf_counter() - started, **final)
-        rows = {"trials": [_nan_free(row)], "paths": [{"trial_id": trial_id, **r} for r in paths], "history": history}
-        tune.report({"epoch": total_epochs(ft), **final, ROWS_KEY: json.dumps(rows)})
-    except Exception as err:
+    except Exception as err:  # reported as a failed row; not raised: a rerun would fail the same way
+        if not isinstance(err, DivergedError):
+            traceback.print_exc()
         row.update(status="failed", duration_s=time.perf_counter() - started,
                    error=f"{type(err).__name__}: {err}".splitlines()[0][:500])
-        nan_objectives = {o: float("nan") for o in objectives}  # Tune checks every result for them
-        tune.report({**nan_objectives, ROWS_KEY: json.dumps({"trials": [row], "paths": [], "history": []}), "failed": 1})
-        traceback.print_exc()
-        raise
+        rows = {"trials": [row], "paths": [], "history": history}
+        tune.report({**{o: float("nan") for o in objectives}, ROWS_KEY: json.dumps(rows), "failed": 1})
+        return
+    row.update(status="completed", duration_s=time.perf_counter() - started, **final)
+    rows = {"trials": [_nan_free(row)], "paths": [{"trial_id": trial_id, **r} for r in paths], "history": history}
+    tune.report({"epoch": total_epochs(ft), **final, ROWS_KEY: json.dumps(rows)})

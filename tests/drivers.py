@@ -1,0 +1,81 @@
+"""Helpers for tests that drive `run_study.py` in a subprocess and look at what it left behind."""
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pyarrow.dataset as ds
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from mmc_sweep.study.optuna_record import row_id
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def driver(args: list[str], log: Path, **env: str) -> subprocess.Popen:
+    """`python run_study.py ARGS` with its output in ``log`` (``env`` on top of ours)."""
+    full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", **env}
+    return subprocess.Popen([sys.executable, str(REPO / "run_study.py"), *args], cwd=REPO, env=full_env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def table(folder: Path, name: str) -> list[dict]:
+    """Every row of one results table of a study folder."""
+    parts = folder / "results" / name
+    return ds.dataset(str(parts), format="parquet").to_table().to_pylist() if parts.is_dir() else []
+
+
+def search_results(folder: Path) -> set[str]:
+    """Ids of the search trials whose row is written."""
+    return {r["trial_id"] for r in table(folder, "trials") if r["role"] == "search"}
+
+
+def latest_checkpoints(folder: Path) -> dict[str, int]:
+    """Search trial directory name -> the index of its newest epoch checkpoint (0 = after epoch 1)."""
+    out = {}
+    for trial_dir in (folder / "tune" / "search").glob("search_trial_*"):
+        epochs = [int(m.group(1)) for c in trial_dir.glob("checkpoint_*") if (m := re.search(r"(\d+)$", c.name))]
+        if epochs:
+            out[trial_dir.name] = max(epochs)
+    return out
+
+
+def wait_for_running_trial(proc: subprocess.Popen, folder: Path, min_checkpoint: int, log: Path,
+                           finished_before: int = 0, timeout_s: float = 240) -> None:
+    """Until ``finished_before`` search trials are written and one that is not has written checkpoint
+    ``min_checkpoint`` or later."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        finished = search_results(folder)
+        if len(finished) >= finished_before and any(k >= min_checkpoint and not any(t in name for t in finished) for name, k in latest_checkpoints(folder).items()):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the study ended (or hung) before it could be interrupted:\n" + log.read_text())
+
+
+def journal_trials(folder: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    storage = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
+    return optuna.load_study(study_name=name, storage=storage).trials
+
+
+STATE_OF_STATUS = {"completed": "COMPLETE", "failed": "FAIL", "pruned": "PRUNED"}
+
+
+def assert_journal_matches_parquet(trials: list[optuna.trial.FrozenTrial], rows: list[dict], objectives: list[str]) -> None:
+    """The Optuna record and the Parquet search rows hold the same trials, in the same states, with
+    the same objective values."""
+    search = {r["trial_id"]: r for r in rows if r["role"] == "search"}
+    told = {row_id(t): t for t in trials}
+    assert set(told) == set(search), (sorted(told), sorted(search))
+    for trial_id, trial in told.items():
+        row = search[trial_id]
+        assert trial.state.name == STATE_OF_STATUS[row["status"]], (trial_id, trial.state, row["status"], row["error"])
+        if row["status"] == "completed":
+            assert all(math.isclose(v, row[o]) for v, o in zip(trial.values, objectives)), (trial.values, [row[o] for o in objectives])

@@ -1,0 +1,103 @@
+"""Interruptions leave results that are complete and true: Ctrl-C / SIGTERM stop gracefully and
+resume; a driver killed between two table writes of a trial loses nothing and repeats nothing."""
+from __future__ import annotations
+
+import collections
+import os
+import signal
+
+import torch
+from optuna.trial import TrialState
+
+from drivers import (assert_journal_matches_parquet, driver, journal_trials, search_results, table,
+                     wait_for_running_trial)
+from study_files import search, write_study
+
+OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
+
+
+def _elapsed_at_newest_checkpoints(folder) -> dict[str, float]:
+    """Trial directory -> seconds of work its newest epoch checkpoint says the trial had done."""
+    out = {}
+    for trial_dir in (folder / "tune" / "search").glob("search_trial_*"):
+        checkpoints = sorted(trial_dir.glob("checkpoint_*"))
+        if checkpoints:
+            out[trial_dir.name] = torch.load(checkpoints[-1] / "state.pt", weights_only=True)["elapsed_s"]
+    return out
+
+
+def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_path):
+    store = tmp_path / "store"
+    spec = write_study(tmp_path, "ctrl_c", finetune={"epochs": 10}, baselines=[], search=search(max_concurrent=2))
+    folder = store / "ctrl_c"
+    log = tmp_path / "run.log"
+    run = driver(["run", str(spec), "--storage", str(store), "--address", ray_cluster.address], log)
+    # interrupt late in a trial, so most of its work happened before the interruption
+    wait_for_running_trial(run, folder, 6, log)
+    os.kill(run.pid, signal.SIGINT)
+    assert run.wait(timeout=120) == 130, log.read_text()
+    assert "resume" in log.read_text()
+    before = search_results(folder)
+    assert len(before) < 4
+    states = [t.state for t in journal_trials(folder, "ctrl_c")]
+    assert TrialState.FAIL not in states, states  # the stopped trials are resumed, not failed
+    assert states.count(TrialState.RUNNING) >= 1
+    elapsed_before = _elapsed_at_newest_checkpoints(folder)
+
+    resumed = driver(["resume", str(folder), "--address", ray_cluster.address], tmp_path / "resume.log")
+    assert resumed.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()
+    rows = table(folder, "trials")
+    search_rows = [r for r in rows if r["role"] == "search"]
+    assert len(search_rows) == 4 and all(r["status"] == "completed" for r in search_rows)
+    assert_journal_matches_parquet(journal_trials(folder, "ctrl_c"), rows, OBJECTIVES)
+    # A trial resumed late (6+ of its 10 epochs done before Ctrl-C) continued from its checkpoint, and its
+    # clock carried on: its final checkpoint's elapsed time exceeds the pre-interrupt one (counting
+    # only the 4 or fewer epochs after the restart would not), and its duration covers both.
+    elapsed_after = _elapsed_at_newest_checkpoints(folder)
+    late = [r for r in search_rows if r["start_epoch"] >= 6]  # at least the trial we waited for
+    assert late, [r["start_epoch"] for r in search_rows]
+    for r in late:
+        trial_dir = next(d for d in elapsed_after if r["trial_id"] in d)
+        assert elapsed_after[trial_dir] > elapsed_before[trial_dir], (elapsed_before[trial_dir], elapsed_after[trial_dir])
+        assert r["duration_s"] >= elapsed_after[trial_dir]
+
+
+def test_sigterm_exits_143_and_leaves_resumable_trials(ray_cluster, tmp_path):
+    store = tmp_path / "store"
+    spec = write_study(tmp_path, "term", finetune={"epochs": 8}, baselines=[], search=search(num_samples=2, max_concurrent=2))
+    folder = store / "term"
+    log = tmp_path / "run.log"
+    run = driver(["run", str(spec), "--storage", str(store), "--address", ray_cluster.address], log)
+    wait_for_running_trial(run, folder, 2, log)
+    os.kill(run.pid, signal.SIGTERM)
+    assert run.wait(timeout=120) == 143, log.read_text()
+    states = [t.state for t in journal_trials(folder, "term")]
+    assert TrialState.FAIL not in states and TrialState.RUNNING in states, states
+    assert not search_results(folder)  # nothing was written as finished that had not finished
+
+
+def test_driver_killed_between_table_writes(ray_cluster, tmp_path):
+    """The driver dies after writing a fine-tuning trial's `history` file, before its `trials` file
+    (the commit); resume writes that trial again: every table holds it exactly once."""
+    store = tmp_path / "store"
+    spec = write_study(tmp_path, "torn", search=search(num_samples=2))
+    folder = store / "torn"
+    log = tmp_path / "run.log"
+    run = driver(["run", str(spec), "--storage", str(store), "--address", ray_cluster.address], log,
+                 MMC_SWEEP_FAULT_KILL_AFTER_TABLE="history")
+    assert run.wait(timeout=300) == -signal.SIGKILL, log.read_text()
+    torn = {r["trial_id"] for r in table(folder, "history")} - {r["trial_id"] for r in table(folder, "trials")}
+    assert torn == {"naive_ft_s0"}, torn  # the first fine-tuning trial: history written, not committed
+
+    resumed = driver(["resume", str(folder), "--address", ray_cluster.address], tmp_path / "resume.log")
+    assert resumed.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()
+    trials = table(folder, "trials")
+    assert collections.Counter(r["trial_id"] for r in trials)["naive_ft_s0"] == 1
+    assert len({r["trial_id"] for r in trials}) == len(trials)
+    history = collections.Counter((r["trial_id"], r["epoch"]) for r in table(folder, "history"))
+    assert sorted(e for (t, e) in history if t == "naive_ft_s0") == [1, 2, 3]
+    assert set(history.values()) == {1}
+    paths = collections.Counter((r["trial_id"], r["path"], r["kind"], r["alpha"], r["view"]) for r in table(folder, "paths"))
+    assert set(paths.values()) == {1}
+    assert any(t == "naive_ft_s0" for t, *_ in paths)
+    assert {t for t, *_ in paths} | {t for t, _ in history} <= {r["trial_id"] for r in trials}

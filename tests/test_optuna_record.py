@@ -1,0 +1,100 @@
+"""Where Optuna's record lives (journal in the study, also on non-local storage; any Optuna storage
+URL), diverged trials, and proposals that repeat a finished trial."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from drivers import REPO, assert_journal_matches_parquet, table, wait_for_running_trial
+from study_files import search, write_study
+
+OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
+
+
+def _uri_driver(bucket, mode: str, what: str, address: str, home, log) -> subprocess.Popen:
+    """A fresh driver process whose home (so its local journal cache) is ``home``: another machine."""
+    env = {**os.environ, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(REPO / "tests" / "uri_driver.py"), str(bucket), mode, what, address],
+                            cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def test_journal_lives_with_the_study_on_non_local_storage(ray_cluster, tmp_path):
+    """Interrupted on one machine, resumed on another: the journal travels in the storage."""
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    spec = write_study(tmp_path, "remote", finetune={"epochs": 8}, baselines=[], search=search(num_samples=3, max_concurrent=2))
+    folder = bucket / "studies" / "remote"
+    log = tmp_path / "run.log"
+    first = _uri_driver(bucket, "run", str(spec), ray_cluster.address, tmp_path / "home1", log)
+    wait_for_running_trial(first, folder, 3, log, finished_before=1)
+    os.kill(first.pid, signal.SIGINT)
+    assert first.wait(timeout=120) == 130, log.read_text()
+    stored = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
+    states = [t.state for t in optuna.load_study(study_name="remote", storage=stored).trials]
+    assert TrialState.COMPLETE in states and TrialState.RUNNING in states, states
+
+    resumed = _uri_driver(bucket, "resume", "remote", ray_cluster.address, tmp_path / "home2", tmp_path / "resume.log")
+    assert resumed.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()
+    stored = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
+    trials = optuna.load_study(study_name="remote", storage=stored).trials
+    assert_journal_matches_parquet(trials, table(folder, "trials"), OBJECTIVES)
+    assert len(trials) == 3
+    # the journal is kept under the study in the storage, never beside the driver
+    assert not (tmp_path / "home1" / ".cache" / "mmc_sweep" / "remote").exists()
+
+
+def test_any_optuna_storage_url(ray_cluster, tmp_path):
+    from mmc_sweep.study.runner import RunOptions, load_resumable, run
+    from mmc_sweep.study.spec import load_study
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    spec = load_study(write_study(tmp_path, "in_db", baselines=[], search=search(num_samples=2)))
+    store = tmp_path / "store"
+    outcome = run(spec, RunOptions(storage=str(store), address=ray_cluster.address, optuna_storage=url))
+    assert outcome.exit_code == 0
+    trials = optuna.load_study(study_name="in_db", storage=url).trials
+    assert_journal_matches_parquet(trials, table(store / "in_db", "trials"), OBJECTIVES)
+    assert not (store / "in_db" / "optuna.journal").exists()
+    _, options = load_resumable(str(store / "in_db"))
+    # a resume without --optuna-storage finds the database again (remembered in the study)
+    assert run(spec, options).exit_code == 0
+    assert len(optuna.load_study(study_name="in_db", storage=url).trials) == 2
+
+
+def test_diverged_trials_fail_and_repeated_proposals_reuse_results(ray_cluster, tmp_path):
+    """lr 1e38 diverges in its first epoch: a failed row, FAIL in Optuna, never retried. The random
+    sampler proposes each of the two settings more than once: a repeat of a completed trial reuses
+    its result (same values, rows copied, no training), recorded with reused_from."""
+    from mmc_sweep.study.runner import RunOptions, run
+    from mmc_sweep.study.spec import load_study
+
+    space = {"lr": {"type": "categorical", "choices": [0.05, 1.0e38]}}
+    spec = load_study(write_study(tmp_path, "dup", baselines=[], finetune={"method": "naive_ft", "epochs": 2},
+                                  search=search(num_samples=6, max_concurrent=1, space=space)))
+    store = tmp_path / "store"
+    assert run(spec, RunOptions(storage=str(store), address=ray_cluster.address)).exit_code == 0
+    folder = store / "dup"
+    rows = [r for r in table(folder, "trials") if r["role"] == "search"]
+    assert len(rows) == 6
+    diverged = [r for r in rows if r["param_lr"] > 1]
+    fine = [r for r in rows if r["param_lr"] < 1]
+    assert diverged and all(r["status"] == "failed" and "diverged" in r["error"] and r["retries"] == 0 for r in diverged)
+    assert all(r["status"] == "completed" for r in fine)
+    originals = [r for r in fine if r["reused_from"] is None]
+    copies = [r for r in fine if r["reused_from"] is not None]
+    assert len(originals) == 1 and len(copies) == len(fine) - 1 >= 1, [(r["param_lr"], r["reused_from"]) for r in rows]
+    source = originals[0]
+    history = table(folder, "history")
+    for copy in copies:
+        assert copy["reused_from"] == source["trial_id"]
+        assert [copy[o] for o in OBJECTIVES] == [source[o] for o in OBJECTIVES]
+        assert sorted(h["epoch"] for h in history if h["trial_id"] == copy["trial_id"]) == [1, 2]
+    trials = optuna.load_study(study_name="dup", storage=JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))).trials
+    assert_journal_matches_parquet(trials, table(folder, "trials"), OBJECTIVES)
