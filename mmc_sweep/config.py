@@ -8,21 +8,34 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1  # bump when a change makes old artifacts incompatible: it changes every hash
 
-DATASETS = ("shapes", "dominoes", "cifar10", "cifar100")
+# shapes / shapes_dominoes are generated in memory; the others are read from data.root
+DATASETS = ("shapes", "shapes_dominoes", "cifar10", "cifar100", "cifar10_dominoes")
+DATASET_ALIASES = {"dominoes": "shapes_dominoes"}  # deprecated name -> current name: old study files still load
+EMBEDDED_DATASETS = ("shapes", "shapes_dominoes")
+DOMINOES_DATASETS = ("shapes_dominoes", "cifar10_dominoes")  # a simple image stacked above the real one
+BOX_LAYOUTS = ("inset", "paper")  # where the box cue sits: mmc-sweep's inset grid | the reference's
+VIEWS_CUE = ("full", "train")  # which test images of the cued views carry a cue: all | the training proportion
 CUES = ("box", "dominoes", "none")
 VIEWS = ("clean", "cue", "rand_cue", "rand_img")
 BN_RESET_MODES = ("none", "ema", "cumulative")
 BN_RESET_DATA = ("clean", "cue", "view")
-T_DISTRIBUTIONS = ("uniform", "beta", "midpoint")
+T_DISTRIBUTIONS = ("uniform", "beta", "midpoint", "paper")  # paper: 0.5 + 0.5 * clip(N(0, 1), -0.5, 0.5)
+INVARIANCE_FORMS = ("norm_then_mean", "paper")  # cbft invariance loss, see FinetuneSpec.invariance_form
+CBFT_UPDATES = ("joint", "alternating")
+CBFT_WARMUPS = ("ce_only", "no_invariance")
+CUE_POOLS = ("all_cued", "train_proportion")  # cbft cue images: FinetuneSpec.cue_data
+SHARED = -1.0  # a per-stage weight decay of -1 means "the run's shared finetune.weight_decay"
 ALIGN_METHODS = ("activation", "weight")
 TRAIN_SOURCES = ("clean", "cue")  # training images: clean (no cue) or cue (every image carries its label's cue)
 QMC_INITS = ("random", "linear")
 SCHEDULES = ("cosine", "constant")
+TRAIN_SCHEDULES = ("cosine", "step", "constant")  # base training: step = the reference's StepLR
 PATH_KINDS = ("linear", "lmcp", "qmc")  # the registry in mmc_sweep.paths.kinds, in this order (a test pins it)
 BARRIER_TYPES = ("barrier_loss", "barrier_acc", "barrier_mid_loss", "barrier_mid_acc")
 # the paths a study measures: cue_to_ft / ft_to_clean of fine-tuned models, cue_to_clean of the base
@@ -32,11 +45,15 @@ INVARIANCE_METRICS = ("cue_reliance", "pred_consistency", "rep_cosine")  # of a 
 BASE_KINDS = ("cue", "clean")  # the cue model trains on the cue mixture; the clean reference on no cue
 
 
-def _help(text: str, default: Any) -> Any:
-    """A dataclass field with help text in its metadata (used by docs and error messages)."""
+def _help(text: str, default: Any, added: bool = False) -> Any:
+    """A dataclass field with help text in its metadata (used by docs and error messages).
+
+    ``added``: a setting that did not exist when artifacts were first hashed. At its default it is
+    left out of hashes, so stored base models, midpoints and studies keep their identity.
+    """
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults are not allowed")
-    return field(default=default, metadata={"help": text})
+    return field(default=default, metadata={"help": text, "added": added})
 
 
 def _check(cond: bool, key: str, expected: str, value: Any) -> None:
@@ -53,6 +70,17 @@ def _check_sgd(section: str, spec: Any) -> None:
     _check(spec.batch_size >= 1, f"{section}.batch_size", "an integer >= 1", spec.batch_size)
 
 
+def _check_schedule(section: str, spec: Any) -> None:
+    """Base training's schedule: a step schedule has increasing positive milestones (epochs)."""
+    object.__setattr__(spec, "milestones", tuple(spec.milestones))
+    _check(spec.schedule in TRAIN_SCHEDULES, f"{section}.schedule", f"one of {TRAIN_SCHEDULES}", spec.schedule)
+    ms = spec.milestones
+    _check(all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in ms)
+           and all(a < b for a, b in zip(ms, ms[1:])), f"{section}.milestones", "a list of increasing integers >= 1", list(ms))
+    _check(spec.schedule != "step" or len(ms) > 0, f"{section}.milestones", "at least one epoch with schedule: step", list(ms))
+    _check(spec.gamma > 0, f"{section}.gamma", "a number > 0", spec.gamma)
+
+
 def barrier_metric(barrier_type: str, kind: str, path: str, view: str) -> str:
     """Flat name of one barrier: ``barrier_loss_cue_to_ft_cue`` for the straight line (the name studies
     have always used), ``barrier_loss_lmcp_cue_to_ft_cue`` / ``..._qmc_...`` for the other kinds.
@@ -62,19 +90,41 @@ def barrier_metric(barrier_type: str, kind: str, path: str, view: str) -> str:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Which images, which cue, and how often the training set carries it."""
+    """Which images, which cue, how often the training set carries it, and how the test views are cued."""
 
-    dataset: str = _help("shapes | dominoes (shapes + dominoes cue) | cifar10 | cifar100", "shapes")
-    cue: str = _help("box | dominoes | none; 'dominoes' dataset implies the dominoes cue", "box")
+    dataset: str = _help(
+        "shapes (embedded) | shapes_dominoes (embedded shapes under a synthetic class-coded top half; "
+        "'dominoes' is its deprecated alias) | cifar10 | cifar100 | cifar10_dominoes (the paper's Dominoes: "
+        "a FashionMNIST image above a CIFAR-10 image, 64x32 px, classes paired by index)", "shapes")
+    cue: str = _help("box | dominoes | none; the dominoes datasets take 'dominoes' (their stacked image) or 'none'", "box")
     cue_proportion: float = _help("fraction of training images carrying their label's cue, [0, 1]", 0.8)
-    seed: int = _help("seed of the generated images, the cue mask and the views", 0)
+    seed: int = _help("seed of the generated images, the cue masks and the views", 0)
     num_classes: int = _help("classes of the embedded shapes data (2..10; cifar sets fix their own)", 10)
     image_size: int = _help("side of the embedded images, px", 16)
     n_train: int = _help("embedded training images", 20000)
     n_test: int = _help("embedded test images; cifar sets use their whole test split", 2000)
-    root: str = _help("local folder holding the cifar files (nothing is downloaded)", "")
+    root: str = _help("local folder holding cifar-10-batches-py/, cifar-100-python/ and, for cifar10_dominoes, "
+                      "FashionMNIST/raw/ (nothing is downloaded)", "")
+    box_size: int = _help("side of the box cue, px; 0 = automatic: inset 3 px per 16 px of image side (6 at 32), "
+                          "paper 3 px per 32 px (the reference's 3 at 32)", 0, added=True)
+    box_layout: str = _help(
+        "placement of the box cue: inset (mmc-sweep's: a 3x3 grid 1 px per 16 px in from the border; label 9 "
+        "no box; red, or PALETTE[label // 10] above 10 classes) | paper (the reference's: pressed against the "
+        "border, rows/columns 0, (side - box) // 2, side - box; above 10 classes label % 10 == 9 gets a tenth "
+        "position a quarter up-left of the centre and the hue encodes label // 10; otherwise class 9 has no box)",
+        "inset", added=True)
+    views_cue: str = _help(
+        "test images of the cue, rand_cue and rand_img views that carry a cue: full (every one) | train "
+        "(a cue_proportion fraction, the others none: the reference's test views)", "full", added=True)
+    max_files_train: int = _help("datasets read from root: use at most this many training images (a seeded "
+                                 "random subset; 0 = the whole split). --smoke sets it", 0, added=True)
+    max_files_test: int = _help("datasets read from root: at most this many test images (0 = the whole split)", 0, added=True)
 
     def __post_init__(self) -> None:
+        if self.dataset in DATASET_ALIASES:
+            warnings.warn(f"data.dataset: {self.dataset!r} is deprecated, use {DATASET_ALIASES[self.dataset]!r}",
+                          DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "dataset", DATASET_ALIASES[self.dataset])
         _check(self.dataset in DATASETS, "data.dataset", f"one of {DATASETS}", self.dataset)
         _check(self.cue in CUES, "data.cue", f"one of {CUES}", self.cue)
         _check(0.0 <= self.cue_proportion <= 1.0, "data.cue_proportion", "a number in [0, 1]", self.cue_proportion)
@@ -82,22 +132,53 @@ class DataSpec:
         _check(8 <= self.image_size <= 64, "data.image_size", "an integer in [8, 64]", self.image_size)
         _check(self.n_train >= 10, "data.n_train", "an integer >= 10", self.n_train)
         _check(self.n_test >= 10, "data.n_test", "an integer >= 10", self.n_test)
-        if self.dataset == "dominoes":
-            _check(self.cue in ("dominoes", "none"), "data.cue", "'dominoes' or 'none' for the dominoes dataset", self.cue)
-        if self.dataset.startswith("cifar"):
-            _check(bool(self.root), "data.root", "the folder holding the cifar files", self.root)
+        _check(self.box_layout in BOX_LAYOUTS, "data.box_layout", f"one of {BOX_LAYOUTS}", self.box_layout)
+        limit = self.box_size_limit
+        _check(0 <= self.box_size <= limit, "data.box_size",
+               f"0 (automatic) or a side in px in [1, {limit}] for {self.image_side} px images with box_layout "
+               f"{self.box_layout} (larger boxes overlap)", self.box_size)
+        _check(self.views_cue in VIEWS_CUE, "data.views_cue", f"one of {VIEWS_CUE}", self.views_cue)
+        _check(self.max_files_train == 0 or self.max_files_train >= 10, "data.max_files_train", "0 or an integer >= 10", self.max_files_train)
+        _check(self.max_files_test == 0 or self.max_files_test >= 10, "data.max_files_test", "0 or an integer >= 10", self.max_files_test)
+        if self.dataset in DOMINOES_DATASETS:
+            _check(self.cue in ("dominoes", "none"), "data.cue", f"'dominoes' or 'none' for the {self.dataset} dataset", self.cue)
+        if not self.embedded:
+            _check(bool(self.root), "data.root", "the folder holding the cifar (and FashionMNIST) files", self.root)
+
+    @property
+    def embedded(self) -> bool:
+        """Generated in memory (n_train, n_test, num_classes, image_size apply), not read from ``root``."""
+        return self.dataset in EMBEDDED_DATASETS
 
     @property
     def effective_cue(self) -> str:
-        """The cue actually painted: the dominoes dataset always uses the dominoes cue."""
-        return "dominoes" if self.dataset == "dominoes" and self.cue != "none" else self.cue
+        """The cue actually painted: the dominoes datasets always use the dominoes cue."""
+        return "dominoes" if self.dataset in DOMINOES_DATASETS and self.cue != "none" else self.cue
+
+    @property
+    def image_side(self) -> int:
+        """Side of one (square) image, px: image_size for embedded sets, 32 for the cifar sets."""
+        return self.image_size if self.embedded else 32
+
+    @property
+    def box_size_limit(self) -> int:
+        """Largest box side (px) whose positions do not overlap: a quarter of the side, a sixth for the paper
+        layout above 10 classes (its tenth position sits between the corner and the centre)."""
+        many = self.dataset == "cifar100"
+        return self.image_side // (6 if self.box_layout == "paper" and many else 4)
+
+    @property
+    def views_cue_proportion(self) -> float:
+        """Nominal fraction of the cue / rand_cue / rand_img test images that carry a cue (for captions)."""
+        return 1.0 if self.views_cue == "full" else self.cue_proportion
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """Which architecture, and its width."""
 
-    arch: str = _help("small_cnn | vgg13 | resnet18", "small_cnn")
+    arch: str = _help("small_cnn | vgg13 (max-pool VGG-13) | vgg13_paper (the reference's VGG-13: stride-2 "
+                      "downsampling, no max-pool) | resnet18", "small_cnn")
     width: int = _help("channels of the first stage (0 = the architecture's default)", 0)
 
     def __post_init__(self) -> None:
@@ -106,39 +187,72 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """Training from scratch: SGD + momentum, cosine learning-rate schedule, weight decay."""
+    """Training from scratch: SGD + momentum, a learning-rate schedule, weight decay.
+
+    The reference recipe (trainer.py): lr 0.1, momentum 0.9, nesterov false, weight_decay 1e-4,
+    batch_size 256, epochs 100, schedule step, milestones [40, 80], gamma 0.1.
+    """
 
     epochs: int = _help("passes over the training set", 8)
-    lr: float = _help("peak learning rate of the cosine schedule", 0.05)
+    lr: float = _help("initial (peak) learning rate", 0.05)
     momentum: float = _help("SGD momentum", 0.9)
     weight_decay: float = _help("L2 weight decay", 5e-4)
     batch_size: int = _help("images per step", 128)
     seed: int = _help("seed of initialisation and batch order", 0)
+    nesterov: bool = _help("Nesterov momentum (true) or plain heavy-ball momentum (false: the reference's)", True, added=True)
+    schedule: str = _help("learning-rate schedule: cosine (per step, from lr to 0) | step (lr times gamma at each "
+                          "milestone: the reference's) | constant", "cosine", added=True)
+    milestones: tuple[int, ...] = _help("step schedule: epochs after which the lr is multiplied by gamma (the "
+                                        "reference: [40, 80]); milestones >= epochs never fire", (), added=True)
+    gamma: float = _help("step schedule: factor applied at each milestone (the reference: 0.1)", 0.1, added=True)
 
     def __post_init__(self) -> None:
         _check_sgd("train", self)
+        _check_schedule("train", self)
 
 
 @dataclass(frozen=True)
 class FinetuneSpec:
-    """One fine-tuning run of the cue model on ``n_clean`` clean images. Methods read what they use."""
+    """One fine-tuning run of the cue model on ``n_clean`` clean images. Methods read what they use.
+
+    The reference (mech_fine_tuning.py) values are in the help texts; every default is mmc-sweep's own.
+    """
 
     method: str = _help("naive_ft | llrt | lpft | cbft", "cbft")
-    n_clean: int = _help("class-balanced clean images the method may see", 500)
-    epochs: int = _help("passes over the clean subset (full fine-tuning; the head for llrt)", 10)
-    lr: float = _help("peak learning rate (cosine schedule)", 0.05)
+    n_clean: int = _help("class-balanced clean images the method may see (the reference: 2500)", 500)
+    epochs: int = _help("passes over the clean subset (full fine-tuning; the head for llrt unless llrt_epochs is set)", 10)
+    lr: float = _help("peak learning rate (cosine schedule; the reference: 0.01)", 0.05)
     momentum: float = _help("SGD momentum", 0.9)
-    weight_decay: float = _help("L2 weight decay", 5e-4)
-    batch_size: int = _help("clean images per step", 64)
-    seed: int = _help("seed of the clean subset, the new head and batch order", 0)
-    probe_epochs: int = _help("lpft: epochs of the linear probe before full fine-tuning", 4)
-    probe_lr: float = _help("lpft: learning rate of the linear probe", 0.05)
-    lambda_barrier: float = _help("cbft: weight of the barrier loss", 1.0)
-    lambda_invariance: float = _help("cbft: weight of the invariance loss", 1.0)
-    barrier_margin: float = _help("cbft: target cross-entropy (nats) on cue data along the path", 1.0)
-    warmup_epochs: int = _help("cbft: first epochs with plain cross-entropy only", 0)
-    t_distribution: str = _help("cbft: where on the path the barrier is measured: uniform | beta (2, 2) | midpoint", "beta")
-    cue_batch_size: int = _help("cbft: cue images per step for the barrier and invariance losses", 64)
+    weight_decay: float = _help("L2 weight decay (the reference: 1e-4)", 5e-4)
+    batch_size: int = _help("clean images per step (the reference: 256)", 64)
+    seed: int = _help("seed of the clean subset, the cue subset, the new head and batch order", 0)
+    probe_epochs: int = _help("lpft: epochs of the linear probe before full fine-tuning (the reference: 200)", 4)
+    probe_lr: float = _help("lpft: learning rate of the linear probe (the reference: 30)", 0.05)
+    lambda_barrier: float = _help("cbft: weight of the barrier loss (the reference: 1)", 1.0)
+    lambda_invariance: float = _help("cbft: weight of the invariance loss (the reference: 1)", 1.0)
+    barrier_margin: float = _help("cbft: target cross-entropy (nats) on cue data along the path (the reference: 1)", 1.0)
+    warmup_epochs: int = _help("cbft: first epochs without the losses that `warmup` switches off (the reference: 1)", 0)
+    t_distribution: str = _help("cbft: where on the path (0 = cue model, 1 = fine-tuned) the barrier is measured: "
+                                "uniform | beta (2, 2) | midpoint | paper (0.5 + 0.5 clip(N(0, 1), -0.5, 0.5): "
+                                "t in [0.25, 0.75], about 31 % of draws at each end)", "beta")
+    cue_batch_size: int = _help("cbft: cue images per step for the barrier and invariance losses (the reference: 256)", 64)
+    nesterov: bool = _help("Nesterov momentum (true) or plain heavy-ball momentum (false: the reference's), every stage", True, added=True)
+    invariance_form: str = _help(
+        "cbft: norm_then_mean (normalise each representation, then class means; mean squared distance over the "
+        "classes in both batches) | paper (class means first, then normalised; squared distances summed over the "
+        "classes in both batches and divided by the number of classes)", "norm_then_mean", added=True)
+    update: str = _help("cbft: joint (one step on cross-entropy + barrier + invariance per batch) | alternating (the "
+                        "reference: one step on the barrier loss, then one on cross-entropy + invariance, per batch)", "joint", added=True)
+    warmup: str = _help("cbft: what the warm-up epochs train: ce_only (cross-entropy only) | no_invariance (barrier "
+                        "loss on, invariance off: the reference)", "ce_only", added=True)
+    n_cue: int = _help("cbft: cue images the method may use (0 = the whole pool of cue_data; the reference: 47500)", 0, added=True)
+    cue_data: str = _help("cbft: pool of cue images: all_cued (every training image with its label's cue) | "
+                          "train_proportion (training images cued at data.cue_proportion, as in the cue model's "
+                          "training set: the reference)", "all_cued", added=True)
+    llrt_lr: float = _help("llrt: learning rate of the new head (0 = finetune.lr; the reference: 30)", 0.0, added=True)
+    llrt_epochs: int = _help("llrt: epochs of the new head (0 = finetune.epochs; the reference: 200)", 0, added=True)
+    llrt_weight_decay: float = _help("llrt: weight decay of the new head (-1 = finetune.weight_decay; the reference: 0)", SHARED, added=True)
+    probe_weight_decay: float = _help("lpft: weight decay of the linear probe (-1 = finetune.weight_decay; the reference: 0)", SHARED, added=True)
 
     def __post_init__(self) -> None:
         _check(self.n_clean >= 1, "finetune.n_clean", "an integer >= 1", self.n_clean)
@@ -151,6 +265,26 @@ class FinetuneSpec:
         _check(0 <= self.warmup_epochs < self.epochs, "finetune.warmup_epochs", "an integer in [0, epochs)", self.warmup_epochs)
         _check(self.t_distribution in T_DISTRIBUTIONS, "finetune.t_distribution", f"one of {T_DISTRIBUTIONS}", self.t_distribution)
         _check(self.cue_batch_size >= 1, "finetune.cue_batch_size", "an integer >= 1", self.cue_batch_size)
+        _check(self.invariance_form in INVARIANCE_FORMS, "finetune.invariance_form", f"one of {INVARIANCE_FORMS}", self.invariance_form)
+        _check(self.update in CBFT_UPDATES, "finetune.update", f"one of {CBFT_UPDATES}", self.update)
+        _check(self.warmup in CBFT_WARMUPS, "finetune.warmup", f"one of {CBFT_WARMUPS}", self.warmup)
+        _check(self.n_cue >= 0, "finetune.n_cue", "an integer >= 0 (0 = the whole pool)", self.n_cue)
+        _check(self.cue_data in CUE_POOLS, "finetune.cue_data", f"one of {CUE_POOLS}", self.cue_data)
+        _check(self.llrt_lr >= 0, "finetune.llrt_lr", "a number > 0, or 0 for finetune.lr", self.llrt_lr)
+        _check(self.llrt_epochs >= 0, "finetune.llrt_epochs", "an integer >= 1, or 0 for finetune.epochs", self.llrt_epochs)
+        for key in ("llrt_weight_decay", "probe_weight_decay"):
+            value = getattr(self, key)
+            _check(value >= 0 or value == SHARED, f"finetune.{key}", "a number >= 0, or -1 for finetune.weight_decay", value)
+
+    def llrt_recipe(self) -> tuple[int, float, float]:
+        """(epochs, lr, weight decay) of LLRT's head, its own settings where set, else the shared ones."""
+        return (self.llrt_epochs or self.epochs, self.llrt_lr or self.lr,
+                self.weight_decay if self.llrt_weight_decay == SHARED else self.llrt_weight_decay)
+
+    def probe_recipe(self) -> tuple[int, float, float]:
+        """(epochs, lr, weight decay) of LPFT's linear probe."""
+        return (self.probe_epochs, self.probe_lr,
+                self.weight_decay if self.probe_weight_decay == SHARED else self.probe_weight_decay)
 
 
 @dataclass(frozen=True)
@@ -273,10 +407,20 @@ def to_dict(spec: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(spec), default=list))
 
 
+def _hashed(value: Any) -> Any:
+    """``to_dict`` of a spec without its ``added`` fields that are at their defaults."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _hashed(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not (f.metadata.get("added") and getattr(value, f.name) == f.default)}
+    if isinstance(value, (list, tuple)):
+        return [_hashed(v) for v in value]
+    return value
+
+
 def spec_hash(*specs: Any, length: int = 16, leave_out: tuple[str, ...] = ()) -> str:
     """Content hash of complete specs (every field, defaults included, except top-level ``leave_out``)
     plus the schema version."""
-    payload = [SCHEMA_VERSION] + [[type(s).__name__, {k: v for k, v in to_dict(s).items() if k not in leave_out}]
+    payload = [SCHEMA_VERSION] + [[type(s).__name__, {k: v for k, v in _hashed(s).items() if k not in leave_out}]
                                   for s in specs]
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]

@@ -13,7 +13,7 @@ import torch
 from mmc_sweep.config import (BASE_KINDS, BaseModelSpec, FinetunedSpec, FinetuneSpec, ModelSpec, PathSpec, TrainSpec,
                               spec_hash)
 from mmc_sweep.data import CueTask
-from mmc_sweep.finetune import finetune
+from mmc_sweep.finetune import cue_pool, finetune
 from mmc_sweep.metrics import view_metrics
 from mmc_sweep.models import CueModel, create_model
 from mmc_sweep.paths import MidpointStore, PairContext, barrier_metric, barriers, measure_pair
@@ -61,9 +61,10 @@ def finetune_cue_model(
     on_epoch: EpochCallback | None = None,
     resume: dict | None = None,
 ) -> CueModel:
-    """Fine-tune the cue model on ``spec.n_clean`` clean training images (CBFT also sees cue images)."""
+    """Fine-tune the cue model on ``spec.n_clean`` clean training images (CBFT also sees cue images:
+    :func:`~mmc_sweep.finetune.cue_pool`)."""
     clean = task.clean_subset(spec.n_clean, spec.seed)
-    return finetune(cue_model, clean, spec, cue_data=task.train_cue, on_epoch=on_epoch, resume=resume)
+    return finetune(cue_model, clean, spec, cue_data=cue_pool(task, spec), on_epoch=on_epoch, resume=resume)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: holds models

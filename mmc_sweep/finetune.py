@@ -1,11 +1,13 @@
 """Fine-tuning methods that start from the cue model and see a small clean subset.
 
 Each method is ``method(cue_model, clean, spec, cue_data=None, on_epoch=None, resume=None) -> model``:
-it returns a new model and never changes ``cue_model``. Registered in ``METHODS``.
+it returns a new model and never changes ``cue_model``. Registered in ``METHODS``. :func:`cue_pool`
+picks the cue images CBFT may use from a task (``finetune.n_cue``, ``finetune.cue_data``).
 """
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Callable
 
 import torch
@@ -14,7 +16,8 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from mmc_sweep.config import FinetuneSpec
-from mmc_sweep.data import ImageSet
+from mmc_sweep.data import CueTask, ImageSet
+from mmc_sweep.data.task import derive_seed
 from mmc_sweep.models import CueModel
 from mmc_sweep.train import EpochCallback, fit
 
@@ -45,8 +48,28 @@ def finetune(
 
 
 def total_epochs(spec: FinetuneSpec) -> int:
-    """Epochs a method reports through ``on_epoch`` (lpft counts its probe epochs too; none has none)."""
-    return {"lpft": spec.probe_epochs + spec.epochs, "none": 0}.get(spec.method, spec.epochs)
+    """Epochs a method reports through ``on_epoch`` (lpft counts its probe epochs too; llrt its own; none has none)."""
+    return {"lpft": spec.probe_epochs + spec.epochs, "llrt": spec.llrt_recipe()[0], "none": 0}.get(spec.method, spec.epochs)
+
+
+def cue_pool(task: CueTask, spec: FinetuneSpec) -> ImageSet:
+    """The cue images CBFT may use: ``spec.n_cue`` of them (0 = the whole pool) from ``spec.cue_data``.
+
+    ``all_cued``: every training image carrying its label's cue (``task.train_cue``); a subset is
+    drawn uniformly without replacement. ``train_proportion``: the cue model's own training images
+    (``task.train``, the ``data.cue_proportion`` fraction cued); a subset keeps that fraction exactly
+    (:meth:`CueTask.mixture_subset`). Subsets come from a stream of ``spec.seed`` of their own, not
+    the clean subset's.
+    """
+    if spec.n_cue == 0:
+        return task.train_cue if spec.cue_data == "all_cued" else task.train
+    seed = derive_seed(spec.seed, "cue_subset")
+    if spec.cue_data == "train_proportion":
+        return task.mixture_subset(spec.n_cue, seed)
+    pool = task.train_cue
+    if spec.n_cue > len(pool):
+        raise ValueError(f"finetune.n_cue: expected at most the {len(pool)} training images, got {spec.n_cue}")
+    return pool.subset(torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[: spec.n_cue].sort().values)
 
 
 def _fresh_copy(cue_model: CueModel) -> CueModel:
@@ -60,7 +83,7 @@ def _fit_full(model: CueModel, step_loss, clean: ImageSet, spec: FinetuneSpec, o
     fit(
         model, model.parameters(), step_loss, clean,
         epochs=spec.epochs, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
-        batch_size=spec.batch_size, seed=spec.seed, on_epoch=on_epoch, resume=resume,
+        batch_size=spec.batch_size, seed=spec.seed, nesterov=spec.nesterov, on_epoch=on_epoch, resume=resume,
     )
 
 
@@ -78,8 +101,10 @@ def naive_ft(cue_model, clean, spec, cue_data=None, on_epoch=None, resume=None) 
     return model.eval()
 
 
-def _probe(model: CueModel, clean: ImageSet, spec: FinetuneSpec, epochs: int, lr: float, on_epoch, resume) -> None:
-    """Re-initialise the head and train it on frozen features of the clean subset (BN in eval mode)."""
+def _probe(model: CueModel, clean: ImageSet, spec: FinetuneSpec, recipe: tuple[int, float, float], on_epoch, resume) -> None:
+    """Re-initialise the head and train it on frozen features of the clean subset (BN in eval mode)
+    with ``recipe`` = (epochs, lr, weight decay); momentum, batch size and seed are the run's."""
+    epochs, lr, weight_decay = recipe
     if resume is None:
         gen = torch.Generator().manual_seed(spec.seed)
         bound = 1.0 / model.feature_dim**0.5  # nn.Linear's default init range
@@ -95,16 +120,16 @@ def _probe(model: CueModel, clean: ImageSet, spec: FinetuneSpec, epochs: int, lr
     fit(
         model, model.head.parameters(), lambda f, y, epoch, rng: F.cross_entropy(model.head(f.flatten(1)), y),
         ImageSet(feats[:, :, None, None], clean.y),
-        epochs=epochs, lr=lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
-        batch_size=spec.batch_size, seed=spec.seed, on_epoch=on_epoch, resume=resume,
+        epochs=epochs, lr=lr, momentum=spec.momentum, weight_decay=weight_decay,
+        batch_size=spec.batch_size, seed=spec.seed, nesterov=spec.nesterov, on_epoch=on_epoch, resume=resume,
     )
 
 
 @register("llrt")
 def llrt(cue_model, clean, spec, cue_data=None, on_epoch=None, resume=None) -> CueModel:
-    """Last-layer re-training: a new head on the cue model's frozen features."""
+    """Last-layer re-training: a new head on the cue model's frozen features (``spec.llrt_recipe()``)."""
     model = _fresh_copy(cue_model)
-    _probe(model, clean, spec, spec.epochs, spec.lr, on_epoch, resume)
+    _probe(model, clean, spec, spec.llrt_recipe(), on_epoch, resume)
     return model.eval()
 
 
@@ -117,11 +142,11 @@ def _staged(on_epoch: EpochCallback | None, stage: str, offset: int) -> EpochCal
 
 @register("lpft")
 def lpft(cue_model, clean, spec, cue_data=None, on_epoch=None, resume=None) -> CueModel:
-    """LLRT for ``probe_epochs`` at ``probe_lr``, then full fine-tuning for ``epochs`` at ``lr``."""
+    """A linear probe (``spec.probe_recipe()``), then full fine-tuning for ``epochs`` at ``lr``."""
     model = _fresh_copy(cue_model)
     stage = resume.get("stage", "probe") if resume else "probe"
     if stage == "probe":
-        _probe(model, clean, spec, spec.probe_epochs, spec.probe_lr, _staged(on_epoch, "probe", 0), resume)
+        _probe(model, clean, spec, spec.probe_recipe(), _staged(on_epoch, "probe", 0), resume)
         resume = None
     step = lambda x, y, epoch, rng: F.cross_entropy(model(x), y)  # noqa: E731
     _fit_full(model, step, clean, spec, _staged(on_epoch, "full", spec.probe_epochs), resume)
@@ -136,6 +161,10 @@ def sample_t(distribution: str, rng: torch.Generator) -> float:
         return float(torch.rand(3, generator=rng).median())
     if distribution == "midpoint":
         return 0.5
+    # the reference's: t in [0.25, 0.75], P(Z > 0.5) = 30.9 % of draws at each end. Its t weights the cue
+    # model, ours the fine-tuned one: the same distribution, as it is symmetric about 0.5
+    if distribution == "paper":
+        return 0.5 + 0.5 * float(torch.randn((), generator=rng).clamp(-0.5, 0.5))
     raise ValueError(f"finetune.t_distribution: unknown {distribution!r}")
 
 
@@ -154,18 +183,37 @@ def interpolated_state(start: nn.Module, end: nn.Module, t: float) -> dict[str, 
     return state
 
 
+def _class_means(a: torch.Tensor, ya: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C, D) class means of the rows of ``a`` (zeros for absent classes) and (C,) class counts."""
+    one = F.one_hot(ya, num_classes).to(a.dtype)  # (N, C): batched class sums, no Python loop
+    count = one.sum(0)
+    return one.T @ a / count.clamp(min=1).unsqueeze(1), count
+
+
 def class_mean_distance(a: torch.Tensor, ya: torch.Tensor, b: torch.Tensor, yb: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Mean squared distance between class means of L2-normalised features, over classes in both sets."""
+    """Invariance form ``norm_then_mean``: mean squared distance between class means of L2-normalised
+    features, over classes in both sets."""
     a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    one_a = F.one_hot(ya, num_classes).to(a.dtype)  # (N, C): batched class sums, no Python loop
-    one_b = F.one_hot(yb, num_classes).to(b.dtype)
-    count_a, count_b = one_a.sum(0), one_b.sum(0)
-    mean_a = one_a.T @ a / count_a.clamp(min=1).unsqueeze(1)
-    mean_b = one_b.T @ b / count_b.clamp(min=1).unsqueeze(1)
+    mean_a, count_a = _class_means(a, ya, num_classes)
+    mean_b, count_b = _class_means(b, yb, num_classes)
     shared = (count_a > 0) & (count_b > 0)
     if not shared.any():
         return a.sum() * 0
     return (mean_a[shared] - mean_b[shared]).pow(2).sum(1).mean()
+
+
+def paper_class_mean_distance(a: torch.Tensor, ya: torch.Tensor, b: torch.Tensor, yb: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Invariance form ``paper`` (the reference's): class means of the raw features, each normalised;
+    squared distances summed over the classes in both sets and divided by ``num_classes`` (all
+    classes, present or not)."""
+    mean_a, count_a = _class_means(a, ya, num_classes)
+    mean_b, count_b = _class_means(b, yb, num_classes)
+    shared = (count_a > 0) & (count_b > 0)
+    gap = F.normalize(mean_a[shared], dim=1) - F.normalize(mean_b[shared], dim=1)
+    return gap.pow(2).sum() / num_classes  # an empty sum is 0, still connected to the graph
+
+
+INVARIANCE_LOSSES = {"norm_then_mean": class_mean_distance, "paper": paper_class_mean_distance}
 
 
 @register("cbft")
@@ -174,27 +222,58 @@ def cbft(cue_model, clean, spec, cue_data=None, on_epoch=None, resume=None) -> C
 
     * barrier loss ``|margin - CE|`` of the interpolated model ``(1-t)·cue + t·ft`` on cue data, with
       gradients reaching the fine-tuned weights through the interpolation (``functional_call``);
-    * invariance loss pulling together class means of normalised features of clean and cue images.
+    * invariance loss pulling together class means of normalised features of clean and cue images
+      (``spec.invariance_form``).
+
+    ``spec.update``: ``joint`` takes one step on the weighted sum per batch; ``alternating`` (the
+    reference) one step on the barrier loss, then one on cross-entropy + invariance, both on the same
+    cue batch and through the same optimizer (shared momentum). During the first ``warmup_epochs``,
+    ``spec.warmup`` switches off both cue losses (``ce_only``) or the invariance loss only (``no_invariance``).
     """
     if cue_data is None:
         raise ValueError("cbft needs cue_data: images carrying the cue (e.g. CueTask.train_cue)")
     model = _fresh_copy(cue_model)
     start = copy.deepcopy(cue_model).requires_grad_(False)
     num_classes = model.head.out_features
+    invariance = INVARIANCE_LOSSES[spec.invariance_form]
 
-    def step_loss(x: torch.Tensor, y: torch.Tensor, epoch: int, rng: torch.Generator) -> torch.Tensor:
+    def cue_batch(rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        pick = torch.randint(len(cue_data), (spec.cue_batch_size,), generator=rng).to(cue_data.x.device)
+        return cue_data.x[pick], cue_data.y[pick]
+
+    def barrier(xc: torch.Tensor, yc: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        path_logits = functional_call(model, interpolated_state(start, model, sample_t(spec.t_distribution, rng)), (xc,))
+        return spec.lambda_barrier * (spec.barrier_margin - F.cross_entropy(path_logits, yc)).abs()
+
+    def phase(epoch: int) -> tuple[bool, bool]:
+        """(barrier on, invariance on) in ``epoch``."""
+        warm = epoch < spec.warmup_epochs
+        return (spec.lambda_barrier > 0 and not (warm and spec.warmup == "ce_only"),
+                spec.lambda_invariance > 0 and not warm)
+
+    def joint(x: torch.Tensor, y: torch.Tensor, epoch: int, rng: torch.Generator) -> torch.Tensor:
         feats = model.features(x)
         loss = F.cross_entropy(model.head(feats), y)
-        if epoch < spec.warmup_epochs:
-            return loss
-        pick = torch.randint(len(cue_data), (spec.cue_batch_size,), generator=rng).to(cue_data.x.device)
-        xc, yc = cue_data.x[pick], cue_data.y[pick]
-        if spec.lambda_barrier > 0:
-            path_logits = functional_call(model, interpolated_state(start, model, sample_t(spec.t_distribution, rng)), (xc,))
-            loss = loss + spec.lambda_barrier * (spec.barrier_margin - F.cross_entropy(path_logits, yc)).abs()
-        if spec.lambda_invariance > 0:
-            loss = loss + spec.lambda_invariance * class_mean_distance(feats, y, model.features(xc), yc, num_classes)
+        if epoch < spec.warmup_epochs and spec.warmup == "ce_only":
+            return loss  # no cue batch drawn
+        use_barrier, use_invariance = phase(epoch)
+        xc, yc = cue_batch(rng)
+        if use_barrier:
+            loss = loss + barrier(xc, yc, rng)
+        if use_invariance:
+            loss = loss + spec.lambda_invariance * invariance(feats, y, model.features(xc), yc, num_classes)
         return loss
 
-    _fit_full(model, step_loss, clean, spec, on_epoch, resume)
+    def alternating(x: torch.Tensor, y: torch.Tensor, epoch: int, rng: torch.Generator) -> Iterator[torch.Tensor]:
+        use_barrier, use_invariance = phase(epoch)
+        xc, yc = cue_batch(rng) if use_barrier or use_invariance else (None, None)
+        if use_barrier:
+            yield barrier(xc, yc, rng)  # fit steps here; the next loss sees the updated weights
+        feats = model.features(x)
+        loss = F.cross_entropy(model.head(feats), y)
+        if use_invariance:
+            loss = loss + spec.lambda_invariance * invariance(feats, y, model.features(xc), yc, num_classes)
+        yield loss
+
+    _fit_full(model, joint if spec.update == "joint" else alternating, clean, spec, on_epoch, resume)
     return model.eval()

@@ -102,7 +102,8 @@ def small_cnn(num_classes: int, width: int = 0) -> CueModel:
 
 @register("vgg13", groups=chain_groups)
 def vgg13(num_classes: int, width: int = 0) -> CueModel:
-    """CIFAR-style VGG-13 with BatchNorm (channels 64-128-256-512-512 at width 64)."""
+    """Max-pool VGG-13 with BatchNorm: five stages of two stride-1 convolutions, each stage closed by a
+    2x2 max-pool (channels 64-128-256-512-512 at width 64). Not the reference's: see ``vgg13_paper``."""
     w = width or 64
     stages = [(w, 2), (2 * w, 2), (4 * w, 2), (8 * w, 2), (8 * w, 2)]
     layers: list[nn.Module] = []
@@ -113,6 +114,24 @@ def vgg13(num_classes: int, width: int = 0) -> CueModel:
             cin = cout
         layers.append(nn.MaxPool2d(2, ceil_mode=True))  # ceil: small images keep a 1x1 map
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return CueModel(nn.Sequential(*layers), cin, num_classes)
+
+
+@register("vgg13_paper", groups=chain_groups)
+def vgg13_paper(num_classes: int, width: int = 0) -> CueModel:
+    """The reference code's VGG-13 (its models.py): ten 3x3 conv-BN-ReLU layers, no max-pool. Four
+    stages of two convolutions downsample by the stride-2 second convolution; a fifth pair keeps the
+    resolution. Channels 64,64 / 128,128 / 256,256 / 512,512 / 512,512 at width 64; features = the
+    spatial mean of the last layer, so any input size works (16 px: 1x1 after the fourth stage;
+    64x32 dominoes: 4x2)."""
+    w = width or 64
+    plan = [(w, 1), (w, 2), (2 * w, 1), (2 * w, 2), (4 * w, 1), (4 * w, 2), (8 * w, 1), (8 * w, 2), (8 * w, 1), (8 * w, 1)]
+    layers: list[nn.Module] = []
+    cin = 3
+    for cout, stride in plan:
+        layers += _conv_bn(cin, cout, stride)
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]  # the spatial mean
     return CueModel(nn.Sequential(*layers), cin, num_classes)
 
 

@@ -1,4 +1,5 @@
-"""Seeded training loops: SGD + momentum, cosine learning-rate schedule, weight decay.
+"""Seeded training loops: SGD + momentum (Nesterov or plain), a learning-rate schedule (cosine, step,
+constant), weight decay.
 
 ``fit`` is the one loop every method uses. Batch order and any other randomness of epoch ``e`` come
 from a generator seeded by ``(seed, e)``, so a run resumed from an epoch checkpoint continues exactly
@@ -10,6 +11,7 @@ import copy
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
@@ -24,10 +26,15 @@ from mmc_sweep.data import ImageSet
 EpochCallback = Callable[[int, float, nn.Module, Callable[[], dict]], None]
 
 
-class StepLoss(Protocol):
-    """The loss of one batch; or ``(loss, lr_scale)`` to scale this step's learning rate."""
+Stage = torch.Tensor | tuple[torch.Tensor, float]
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int, rng: torch.Generator) -> torch.Tensor | tuple[torch.Tensor, float]: ...
+
+class StepLoss(Protocol):
+    """The loss of one batch; or ``(loss, lr_scale)`` to scale this step's learning rate; or an iterator
+    of such losses: one optimizer step each, in order, the next loss computed only after the previous
+    step (a generator function: CBFT's alternating update)."""
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int, rng: torch.Generator) -> Stage | Iterator[Stage]: ...
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -40,6 +47,40 @@ class DivergedError(ValueError):
 
     def __init__(self, epoch: int, loss: float) -> None:
         super().__init__(f"diverged: non-finite training loss ({loss}) in epoch {epoch}")
+
+
+def lr_factor(schedule: str, total: int, steps_per_epoch: int, milestones: tuple[int, ...] = (),
+              gamma: float = 0.1) -> Callable[[int], float]:
+    """The learning rate of optimizer step ``step`` (0-based) as a multiple of the initial one.
+
+    ``cosine``: from 1 to 0 over ``total`` steps, per step so short runs decay smoothly too;
+    ``step``: ``gamma ** k`` in an epoch after ``k`` milestones (epochs), as torch's StepLR/MultiStepLR
+    stepped once per epoch; ``constant``: 1.
+    """
+    if schedule == "cosine":
+        return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    if schedule == "step":
+        return lambda step: gamma ** sum(step // steps_per_epoch >= m for m in milestones)
+    if schedule == "constant":
+        return lambda step: 1.0
+    raise ValueError(f"schedule: expected cosine, step or constant, got {schedule!r}")
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer, stage: Stage) -> torch.Tensor:
+    """One optimizer step on ``stage``'s loss (its lr scale for this step only); the detached loss."""
+    loss, lr_scale = stage if isinstance(stage, tuple) else (stage, 1.0)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if lr_scale == 1.0:
+        optimizer.step()
+        return loss.detach()
+    saved = [group["lr"] for group in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["lr"] *= lr_scale
+    optimizer.step()
+    for group, lr in zip(optimizer.param_groups, saved):  # the scale lasts this one step
+        group["lr"] = lr
+    return loss.detach()
 
 
 def fit(
@@ -55,24 +96,25 @@ def fit(
     batch_size: int,
     seed: int,
     schedule: str = "cosine",
+    nesterov: bool = True,
+    milestones: tuple[int, ...] = (),
+    gamma: float = 0.1,
     on_epoch: EpochCallback | None = None,
     resume: dict | None = None,
 ) -> None:
     """Minimise ``step_loss`` over ``data`` for ``epochs`` epochs, updating ``params`` in place.
 
-    ``schedule``: ``cosine`` decays the learning rate from ``lr`` to 0 over all steps; ``constant`` keeps it.
+    ``schedule``: see :func:`lr_factor`. ``nesterov``: Nesterov momentum when ``momentum > 0``, else
+    plain (heavy-ball) momentum. The schedule advances once per batch, however many optimizer steps
+    the batch takes; the reported epoch loss sums a batch's stage losses.
 
     ``resume`` is a state returned by the ``checkpoint`` callable given to ``on_epoch``: training
     continues after the epoch it was taken at. A non-finite epoch loss raises :class:`DivergedError`.
     """
     params = [p for p in params if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov and momentum > 0)
     steps_per_epoch = max(1, math.ceil(len(data) / batch_size))
-    total = epochs * steps_per_epoch
-    if schedule not in ("cosine", "constant"):
-        raise ValueError(f"schedule: expected cosine or constant, got {schedule!r}")
-    # cosine decay from lr to 0 over all steps (per step, so short runs decay smoothly too)
-    factor = (lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))) if schedule == "cosine" else (lambda step: 1.0)
+    factor = lr_factor(schedule, epochs * steps_per_epoch, steps_per_epoch, milestones, gamma)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     start = 0
     if resume is not None:
@@ -93,16 +135,10 @@ def fit(
         total_loss = torch.zeros((), device=data.x.device)
         batches = 0
         for x, y in data.batches(batch_size, generator=rng):
-            loss = step_loss(x, y, epoch, rng)
-            loss, lr_scale = loss if isinstance(loss, tuple) else (loss, 1.0)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if lr_scale != 1.0:
-                for group in optimizer.param_groups:
-                    group["lr"] *= lr_scale
-            optimizer.step()
-            scheduler.step()  # sets every group's lr afresh from the schedule: the scale lasts one step
-            total_loss += loss.detach()
+            out = step_loss(x, y, epoch, rng)
+            for stage in out if isinstance(out, Iterator) else (out,):  # an iterator is pulled after each step
+                total_loss += _optimizer_step(optimizer, stage)
+            scheduler.step()  # per batch
             batches += 1
         mean_loss = float(total_loss) / max(batches, 1)
         if not math.isfinite(mean_loss):
@@ -127,7 +163,8 @@ def train_model(
     fit(
         model, model.parameters(), step_loss, data,
         epochs=spec.epochs, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
-        batch_size=spec.batch_size, seed=spec.seed, on_epoch=on_epoch, resume=resume,
+        batch_size=spec.batch_size, seed=spec.seed, schedule=spec.schedule, nesterov=spec.nesterov,
+        milestones=spec.milestones, gamma=spec.gamma, on_epoch=on_epoch, resume=resume,
     )
     return model.eval()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,39 @@ def tiny_cifar_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     with open(c100 / "meta", "wb") as f:
         pickle.dump({"fine_label_names": [f"fine_{i}" for i in range(100)],
                      "coarse_label_names": [f"coarse_{i}" for i in range(20)]}, f)
+    return str(root)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """One file in the idx format of (Fashion)MNIST: a big-endian magic (0, 0, type 0x08 = uint8, number
+    of dimensions), each dimension as a big-endian int32, then the uint8 data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def write_tiny_fashion_mnist(root: Path, n_train: int = 120, n_test: int = 30, seed: int = 1) -> None:
+    """Tiny FashionMNIST files where torchvision's ``FashionMNIST(root, download=False)`` reads them:
+    ``<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (un-gzipped idx).
+
+    Random 28x28 images; every class equally often, in a shuffled order (so pairing by class rank is
+    not the identity).
+    """
+    rng = np.random.default_rng(seed)
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.permutation(np.arange(n) % 10)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels.astype(np.uint8))
+
+
+@pytest.fixture(scope="session")
+def tiny_dominoes_root(tmp_path_factory: pytest.TempPathFactory, tiny_cifar_root: str) -> str:
+    """A folder for the paper's Dominoes: a copy of the tiny cifar-10-batches-py/ and tiny FashionMNIST
+    idx files (120 training and 30 test images, 12 and 3 per class) under FashionMNIST/raw/."""
+    root = tmp_path_factory.mktemp("dominoes")
+    shutil.copytree(Path(tiny_cifar_root) / "cifar-10-batches-py", root / "cifar-10-batches-py")
+    write_tiny_fashion_mnist(root)
     return str(root)
 
 

@@ -13,13 +13,23 @@ def test_hash_is_pinned():
 
 
 def test_hash_covers_every_field_including_defaults():
-    other = {"dataset": "dominoes", "cue": "dominoes", "cue_proportion": 0.5, "seed": 1, "num_classes": 5,
-             "image_size": 24, "n_train": 999, "n_test": 99, "root": "/data"}
+    other = {"dataset": "shapes_dominoes", "cue": "dominoes", "cue_proportion": 0.5, "seed": 1, "num_classes": 5,
+             "image_size": 24, "n_train": 999, "n_test": 99, "root": "/data", "box_size": 3, "box_layout": "paper",
+             "views_cue": "train", "max_files_train": 500, "max_files_test": 100}
     assert set(other) == {f.name for f in dataclasses.fields(DataSpec)}
     for name, value in other.items():
         start = DataSpec(cue="dominoes") if name == "dataset" else DataSpec()  # dominoes data needs its cue
         assert spec_hash(dataclasses.replace(start, **{name: value})) != spec_hash(start), name
     assert spec_hash(DataSpec(), TrainSpec()) != spec_hash(TrainSpec(), DataSpec())
+
+
+def test_settings_added_later_change_the_hash_only_away_from_their_defaults():
+    # the pin above holds with these fields at their defaults: stored artifacts keep their names
+    step = TrainSpec(schedule="step", milestones=(40, 80))
+    assert spec_hash(step) != spec_hash(TrainSpec())
+    assert spec_hash(TrainSpec(nesterov=False)) != spec_hash(TrainSpec())
+    assert spec_hash(FinetuneSpec(update="alternating")) != spec_hash(FinetuneSpec())
+    assert spec_hash(dataclasses.replace(TrainSpec(), nesterov=True)) == spec_hash(TrainSpec())
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,7 @@ def box_task():
 
 @pytest.fixture(scope="module")
 def dominoes_task():
-    return build_task(DataSpec(dataset="dominoes", cue="dominoes", n_train=200, n_test=2000, seed=4))
+    return build_task(DataSpec(dataset="shapes_dominoes", cue="dominoes", n_train=200, n_test=2000, seed=4))
 
 
 def all_tensors(task) -> list[torch.Tensor]:

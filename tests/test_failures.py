@@ -96,7 +96,7 @@ def test_trials_of_a_lost_node_are_rescheduled_from_their_checkpoints(tmp_path):
     """On a fresh two-node cluster (in a subprocess: see tests/failure_driver.py), the worker node
     is removed while search trials run on it; they finish on the head from their checkpoints.
     Until then the head's CPU is held, so every trial that ran before the loss ran on the worker."""
-    epochs, samples = 10, 3  # ten epochs: time enough to catch the trials mid-way
+    epochs, samples = 30, 3  # thirty short epochs: a trial seen mid-way is still running when its node goes
     spec_file = write_study(tmp_path, "node_loss", baselines=[], finetune={"epochs": epochs},
                             search=search(num_samples=samples, max_concurrent=3))
     store, report_file, log_file = tmp_path / "store", tmp_path / "report.json", tmp_path / "study.log"

@@ -62,20 +62,6 @@ def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_
         assert r["duration_s"] >= elapsed_after[trial_dir]
 
 
-def test_sigterm_exits_143_and_leaves_resumable_trials(ray_cluster, tmp_path):
-    store = tmp_path / "store"
-    spec = write_study(tmp_path, "term", finetune={"epochs": 8}, baselines=[], search=search(num_samples=2, max_concurrent=2))
-    folder = store / "term"
-    log = tmp_path / "run.log"
-    run = driver(["run", str(spec), "--storage", str(store), "--address", ray_cluster.address], log)
-    wait_for_running_trial(run, folder, 2, log)
-    os.kill(run.pid, signal.SIGTERM)
-    assert run.wait(timeout=120) == 143, log.read_text()
-    states = [t.state for t in journal_trials(folder, "term")]
-    assert TrialState.FAIL not in states and TrialState.RUNNING in states, states
-    assert not search_results(folder)  # nothing was written as finished that had not finished
-
-
 def test_driver_killed_between_table_writes(ray_cluster, tmp_path):
     """The driver dies after writing a fine-tuning trial's `history` file, before its `trials` file
     (the commit); resume writes that trial again: every table holds it exactly once."""

@@ -124,16 +124,16 @@ def analyze_blocks(report: dict[str, Any], sections: tuple[str, ...] = SECTIONS)
     if "methods" in sections:
         rows = tuple(report["methods"])
         blocks.append(Block("Methods", _columns(rows), rows, caption=UNITS,
-                            notes=(s["best_rule"], BASE_CLEAN_NOTE, "n = models averaged (one per base seed)")))
+                            notes=(s["best_rule"], s["views"], BASE_CLEAN_NOTE, "n = models averaged (one per base seed)")))
     if "connectivity" in sections:
         rows = tuple(report["connectivity"])
         blocks.append(Block("Connectivity: barriers of every path kind, path and view", _columns(rows), rows,
-                            caption=CONNECTIVITY_UNITS, notes=_pair_notes(rows)))
+                            caption=CONNECTIVITY_UNITS, notes=(s["views"],) + _pair_notes(rows)))
     if "pareto" in sections:
         rows = tuple(report["pareto"])
         blocks.append(Block("Pareto front", _columns(rows, ("trial_id",)), rows,
                             caption=f"non-dominated over {s['pareto_axes']}",
-                            notes=("objective front = also non-dominated on the study's objectives alone",)))
+                            notes=("objective front = also non-dominated on the study's objectives alone", s["views"])))
     if "importance" in sections:
         blocks.append(importance_block(report["importance"]))
     return blocks
@@ -171,7 +171,8 @@ def compare_blocks(report: dict[str, Any]) -> list[Block]:
                       "missing": s["trials_missing"], "spec hash": s["spec_hash"]} for s in studies)
     rows = tuple(report["methods"])
     cols = _columns(rows, ("method", "role", "metric"))
-    notes = (studies[0]["best_rule"] if studies else "", "delta = study minus the first study")
+    notes = (studies[0]["best_rule"] if studies else "", "delta = study minus the first study",
+             *(f"{s['label']}: {s['views']}" for s in studies))
     return [Block("Studies", ("study", "folder", "completed", "missing", "spec hash"), overview),
             Block("Methods compared", cols, rows, caption=UNITS, notes=notes)]
 

@@ -161,5 +161,15 @@ def summary(study: Study, tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> dict:
         "objectives": ", ".join(o.label for o in objectives(study.spec)),
         "path_kinds": ", ".join(path_kinds(study.spec)),
         "best_rule": best_rule(tolerance_pp),
+        "views": views_convention(study.spec),
     }
     return out
+
+
+def views_convention(spec: dict) -> str:
+    """Which test images of the cue, rand_cue and rand_img views carry a cue (data.views_cue)."""
+    data = spec.get("data") or {}
+    if data.get("views_cue", "full") == "train":
+        return (f"views cued at the training proportion: {data.get('cue_proportion')} of the cue / rand_cue / "
+                f"rand_img test images carry a cue (the reference's convention)")
+    return "views fully cued: every cue / rand_cue / rand_img test image carries a cue"

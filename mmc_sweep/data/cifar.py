@@ -16,6 +16,7 @@ import torch
 
 from ..config import DataSpec
 from ..errors import InputError
+from .fashion import read_fashion
 from .imageset import ImageSet
 
 _SOURCE = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -83,15 +84,39 @@ def load_cifar(name: str, root: str, train: bool) -> ImageSet:
 
 
 def check_data_root(spec: DataSpec) -> np.ndarray:
-    """Check, without building a task, that ``spec.root`` holds the CIFAR set ``spec.dataset``: the
-    folder, every batch file, each a CIFAR batch with labels in range. Returns the training images
-    per class (their count bounds ``n_clean``). ``ValueError`` naming ``data.root`` otherwise.
+    """Check, without building a task, that ``spec.root`` holds the CIFAR set of ``spec.dataset``: the
+    folder, every batch file, each a CIFAR batch with labels in range; for ``cifar10_dominoes`` also the
+    FashionMNIST files, with every class of each CIFAR-10 split present in the same FashionMNIST split.
+    Returns the training images per class (their count bounds ``n_clean``). ``ValueError`` naming
+    ``data.root`` otherwise.
 
     Every file is read once (about a second for the real sets), so that a study fails here, before
     Ray starts, rather than in every trial.
     """
-    folder, archive, train_files, test_files, label_key, num_classes = _layout(spec.dataset)
-    root, base = spec.root, os.path.join(spec.root, folder)
+    name = "cifar10" if spec.dataset == "cifar10_dominoes" else spec.dataset
+    counts = _check_cifar_root(spec.root, name)
+    if spec.dataset == "cifar10_dominoes" and spec.effective_cue == "dominoes":
+        _check_fashion_partners(spec.root)
+    return counts
+
+
+def _check_fashion_partners(root: str) -> None:
+    """Every class of each CIFAR-10 split has FashionMNIST images in the same split to pair with."""
+    folder, _, train_files, test_files, label_key, num_classes = _layout("cifar10")
+    for train, files in ((True, train_files), (False, test_files)):
+        _, fashion_labels = read_fashion(root, train)
+        cifar = np.concatenate([_read_batch(os.path.join(root, folder, f), label_key)[1] for f in files])
+        lonely = sorted(set(cifar.tolist()) - set(fashion_labels.tolist()))
+        if lonely:
+            split = "train" if train else "t10k"
+            raise ValueError(f"data.root: the FashionMNIST {split} files hold no image of class(es) {lonely}, "
+                             f"which the CIFAR-10 {'training' if train else 'test'} images need as partners")
+
+
+def _check_cifar_root(root: str, name: str) -> np.ndarray:
+    """:func:`check_data_root` for one CIFAR set: its training images per class."""
+    folder, archive, train_files, test_files, label_key, num_classes = _layout(name)
+    base = os.path.join(root, folder)
     expected = f"a folder holding {folder}{os.sep} (extract {archive} from {_SOURCE} into it; nothing is downloaded)"
     if not os.path.isdir(root):
         raise ValueError(f"data.root: expected {expected}, got {root!r} ({'a file' if os.path.exists(root) else 'no such folder'})")

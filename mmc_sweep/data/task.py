@@ -4,6 +4,10 @@
 (images, which training images carry the cue, the random cues and images of the views, clean
 subsets) is fixed by seeds derived from ``spec.seed``, and drawn on the CPU so that the result does
 not depend on the device the task is moved to.
+
+Two kinds of training subsets feed fine-tuning: :meth:`CueTask.clean_subset` (no cue at all) and
+:meth:`CueTask.mixture_subset` (images as the cue model saw them: the training proportion cued, the
+reference's CBFT cue data); ``CueTask.train_cue`` is the all-cued pool.
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from torch import Tensor
 from ..config import DataSpec
 from .cifar import cifar_num_classes, load_cifar
 from .cues import Cue, make_cue
+from .dominoes import FashionDominoesCue
+from .fashion import load_fashion
 from .imageset import ImageSet
 from .shapes import generate_shapes
 from .views import make_views
@@ -34,17 +40,29 @@ class CueTask:
 
     spec: DataSpec
     num_classes: int
-    cue: Cue
+    cue: Cue                      # paints the test views (cifar10_dominoes: its bank is FashionMNIST's test split)
     train: ImageSet               # training images; the cue_proportion fraction in train_cue_mask is cued
     train_cue_mask: Tensor        # (N_train,) bool: which training images carry their label's cue
     train_clean: ImageSet         # the same training images, no cue at all
     train_cue: ImageSet           # the same training images, all carrying their label's cue
     views: dict[str, ImageSet]    # counterfactual views of the test set, keys = config.VIEWS
+    views_cue_mask: Tensor        # (N_test,) bool: which images of the cue / rand_cue / rand_img views carry a cue
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(3, H, W) of the model input (dominoes: (3, 2H, W))."""
         return tuple(self.train.x.shape[1:])
+
+    @property
+    def views_cue(self) -> str:
+        """Which convention the cued views follow (``data.views_cue``): ``full`` (every test image of the
+        cue, rand_cue and rand_img views carries a cue) or ``train`` (the training proportion does)."""
+        return self.spec.views_cue
+
+    @property
+    def views_cue_fraction(self) -> float:
+        """Fraction of the test images of the cue, rand_cue and rand_img views that carry a cue (exact)."""
+        return float(self.views_cue_mask.double().mean()) if self.views_cue_mask.numel() else 1.0
 
     def clean_subset(self, n_clean: int, seed: int) -> ImageSet:
         """``n_clean`` training images without any cue, class-balanced, drawn by ``seed``.
@@ -78,6 +96,34 @@ class CueTask:
         chosen = grouped[rank < quota[labels]].sort().values
         return self.train_clean.subset(chosen)
 
+    def mixture_index(self, n: int, seed: int) -> Tensor:
+        """Positions (sorted, (n,) long, CPU) of ``n`` training images drawn at the training proportion:
+        ``round(share * n)`` of them carry their cue in ``train`` (``train_cue_mask``; ``share`` is the cued
+        fraction of the training set, i.e. ``cue_proportion`` to one image), the rest none, each group drawn
+        uniformly without replacement by ``seed``; classes as they come.
+
+        The reference feeds CBFT ``n_cue`` images of its training mixture, drawn uniformly (with
+        replacement, so the cued share is only about the proportion); here the share is exact and no
+        image repeats. ``ValueError`` naming ``finetune.n_cue`` when the training set cannot supply them.
+        """
+        mask = self.train_cue_mask.cpu()
+        cued_pool, plain_pool = mask.nonzero().flatten(), (~mask).nonzero().flatten()
+        # the actual share of the training set (not spec.cue_proportion: the clean reference has none)
+        share = cued_pool.numel() / max(1, mask.numel())
+        n_cued = round(share * n)
+        if n < 1 or n_cued > cued_pool.numel() or n - n_cued > plain_pool.numel():
+            raise ValueError(
+                f"finetune.n_cue: expected an integer in [1, {mask.numel()}] (the training images), got {n!r}")
+        g = torch.Generator().manual_seed(seed)
+        cued = cued_pool[torch.randperm(cued_pool.numel(), generator=g)[:n_cued]]
+        plain = plain_pool[torch.randperm(plain_pool.numel(), generator=g)[:n - n_cued]]
+        return torch.cat([cued, plain]).sort().values
+
+    def mixture_subset(self, n: int, seed: int) -> ImageSet:
+        """``n`` training images as the cue model saw them (from ``train``: the training proportion cued,
+        see :meth:`mixture_index`): CBFT's cue data in the reference. ``train_cue`` is the all-cued pool."""
+        return self.train.subset(self.mixture_index(n, seed))
+
     def to(self, device: str | torch.device) -> CueTask:
         return dataclasses.replace(
             self,
@@ -86,6 +132,7 @@ class CueTask:
             train_clean=self.train_clean.to(device),
             train_cue=self.train_cue.to(device),
             views={name: view.to(device) for name, view in self.views.items()},
+            views_cue_mask=self.views_cue_mask.to(device),
         )
 
 
@@ -98,28 +145,56 @@ def _cue_mask(n: int, proportion: float, seed: int) -> Tensor:
 
 def _images(spec: DataSpec) -> tuple[int, ImageSet, ImageSet]:
     """Number of classes, clean training images and clean test images of the spec's dataset."""
-    if spec.dataset in ("shapes", "dominoes"):
+    if spec.embedded:
         def draw(n: int, split: str) -> ImageSet:
             return generate_shapes(n, spec.num_classes, spec.image_size, derive_seed(spec.seed, f"{split}_images"))
         return spec.num_classes, draw(spec.n_train, "train"), draw(spec.n_test, "test")
-    # cifar: whole splits; n_train, n_test, image_size and num_classes do not apply
-    return (cifar_num_classes(spec.dataset), load_cifar(spec.dataset, spec.root, train=True),
-            load_cifar(spec.dataset, spec.root, train=False))
+    # cifar: whole splits (or max_files_* of them); n_train, n_test, image_size and num_classes do not apply
+    name = "cifar10" if spec.dataset == "cifar10_dominoes" else spec.dataset
+    train = _at_most(load_cifar(name, spec.root, train=True), spec.max_files_train, derive_seed(spec.seed, "train_subset"))
+    test = _at_most(load_cifar(name, spec.root, train=False), spec.max_files_test, derive_seed(spec.seed, "test_subset"))
+    return cifar_num_classes(name), train, test
+
+
+def _at_most(images: ImageSet, n: int, seed: int) -> ImageSet:
+    """A seeded random subset of ``n`` images, in their file order (all of them when n is 0 or larger)."""
+    if n == 0 or n >= len(images):
+        return images
+    keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return images.subset(keep)
+
+
+def _cues(spec: DataSpec, num_classes: int) -> tuple[Cue, Cue]:
+    """The cue painting the training images and the one painting the test views (the same object,
+    except for the paper's Dominoes, whose FashionMNIST images come from the split being painted)."""
+    if spec.dataset == "cifar10_dominoes" and spec.effective_cue == "dominoes":
+        # CIFAR-10 class c is paired with FashionMNIST class c: both have 10
+        train_bank, test_bank = (load_fashion(spec.root, train=split) for split in (True, False))
+        return FashionDominoesCue(num_classes, *train_bank), FashionDominoesCue(num_classes, *test_bank)
+    options = {"size": spec.box_size, "layout": spec.box_layout} if spec.effective_cue == "box" else {}
+    cue = make_cue(spec.effective_cue, num_classes, **options)
+    return cue, cue
 
 
 def build_task(spec: DataSpec, device: str | torch.device = "cpu") -> CueTask:
     """Build the task of ``spec`` on the CPU, then move it to ``device``."""
     num_classes, train_images, test_images = _images(spec)
-    cue = make_cue(spec.effective_cue, num_classes)
+    train_painter, cue = _cues(spec, num_classes)
     y = train_images.y
-    train_clean = ImageSet(cue.canvas(train_images.x), y)
-    train_cue = ImageSet(cue.paint(train_clean.x, y), y)
+    train_clean = ImageSet(train_painter.canvas(train_images.x), y)
+    train_cue = ImageSet(train_painter.paint(train_clean.x, train_painter.own_keys(y)), y)
     if spec.effective_cue == "none":   # nothing is painted, so no image carries a cue
         mask = torch.zeros(len(y), dtype=torch.bool)
     else:
         mask = _cue_mask(len(y), spec.cue_proportion, derive_seed(spec.seed, "cue_mask"))
     train = ImageSet(torch.where(mask.view(-1, 1, 1, 1), train_cue.x, train_clean.x), y)
     test_clean = ImageSet(cue.canvas(test_images.x), test_images.y)
-    views = make_views(cue, test_clean, num_classes, derive_seed(spec.seed, "views"))
-    task = CueTask(spec, num_classes, cue, train, mask, train_clean, train_cue, views)
+    n_test = len(test_clean)
+    if spec.views_cue == "train":   # the reference's test views: the training proportion carries the cue
+        views_mask = _cue_mask(n_test, spec.cue_proportion, derive_seed(spec.seed, "views_cue_mask"))
+    else:
+        views_mask = torch.ones(n_test, dtype=torch.bool)
+    views = make_views(cue, test_clean, num_classes, derive_seed(spec.seed, "views"),
+                       cued=None if spec.views_cue == "full" else views_mask)
+    task = CueTask(spec, num_classes, cue, train, mask, train_clean, train_cue, views, views_mask)
     return task.to(device)

@@ -54,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--gpus-per-trial", type=_number(float, 0), help="GPUs per trial; fractions share a GPU (0.25 = four trials)")
     run.add_argument("--max-concurrent", type=_number(int, 0), help="search trials running at once (0: as resources allow)")
     run.add_argument("--seed", type=_number(int, 0), help="sampler seed")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a setting of the file, validated like the file (repeatable): --set data.root=/data "
+                          "--set finetune.lr=0.01")
+    run.add_argument("--smoke", action="store_true",
+                     help="run the study tiny (a few hundred images, two epochs, three trials) as <name>_smoke: "
+                          "try a preset on a laptop before sending it to a cluster")
     _add_run_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -98,9 +104,12 @@ def _overrides(args: argparse.Namespace, spec):
 def cmd_run(args: argparse.Namespace) -> int:
     from mmc_sweep.study.preflight import preflight
     from mmc_sweep.study.runner import RunOptions, run
-    from mmc_sweep.study.spec import load_study
+    from mmc_sweep.study.overrides import apply_sets, smoke
+    from mmc_sweep.study.spec import read_study_file
 
-    spec = _overrides(args, load_study(args.file))
+    spec = _overrides(args, apply_sets(read_study_file(args.file), args.set, args.file))
+    if args.smoke:
+        spec = smoke(spec)
     options = RunOptions(storage=args.storage, address=args.address, verbose=args.verbose,
                          connect_timeout_s=args.connect_timeout, optuna_storage=args.optuna_storage)
     preflight(spec, options, source=args.file)

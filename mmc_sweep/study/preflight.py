@@ -127,7 +127,7 @@ def _check_sqlite_file(database: str | None, shown: str) -> None:
 def check_data(spec: StudySpec, source: str) -> None:
     """CIFAR studies: ``data.root`` holds the set, and every ``n_clean`` the study may use fits its pool
     (the generated sets are checked in the spec, where their size is known)."""
-    if not spec.data.dataset.startswith("cifar"):
+    if spec.data.embedded:
         return
     from mmc_sweep.data.cifar import check_data_root
 

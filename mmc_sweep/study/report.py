@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mmc_sweep.analysis.pareto import non_dominated
+from mmc_sweep.analysis.tables import views_convention
+from mmc_sweep.config import to_dict
 from mmc_sweep.study.results import read_trials
 from mmc_sweep.study.spec import StudySpec
 from mmc_sweep.study.store import Store
@@ -29,7 +31,8 @@ def print_summary(spec: StudySpec, store: Store, console: Console) -> None:
     front = pareto_rows(spec, rows)
     if front:
         searched = [p.name for p in spec.search.space]
-        table = Table(title=f"Pareto-optimal trials ({', '.join(f'{o.metric} {o.mode}' for o in spec.search.objectives)})")
+        table = Table(title=f"Pareto-optimal trials ({', '.join(f'{o.metric} {o.mode}' for o in spec.search.objectives)})",
+                      caption=views_convention(to_dict(spec)))
         for column in ["trial", *[o.metric for o in spec.search.objectives], "acc_clean", *searched]:
             table.add_column(column, justify="left" if column == "trial" else "right")
         for r in sorted(front, key=lambda r: r[spec.search.objectives[0].metric], reverse=spec.search.objectives[0].mode == "max"):

@@ -117,6 +117,18 @@ def _probe(address: str, timeout_s: float) -> None:
         raise InputError(f"--address {address}: no Ray cluster listens there ({err.strerror or err})") from None
 
 
+def check_fits_a_node(spec: StudySpec) -> None:
+    """A trial asking for more CPUs or GPUs than any node of the cluster has would wait forever."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for key, need, option in (("CPU", spec.resources.cpu, "--cpus-per-trial"), ("GPU", spec.resources.gpu, "--gpus-per-trial")):
+        most = max((n.get(key, 0.0) for n in nodes), default=0.0)
+        if need > most:
+            raise InputError(f"resources.{key.lower()}: {need:g} {key}s per trial, but the largest node of the Ray "
+                             f"cluster has {most:g}; lower it in the study file or with {option}")
+
+
 def load_resumable(study_dir: str, filesystem=None) -> tuple[StudySpec, RunOptions]:
     """The spec and storage of an existing study folder (``resume``): a local path, a URI, or a path
     on ``filesystem`` (a ``pyarrow.fs.FileSystem``)."""
@@ -146,6 +158,7 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
     store = Store.open(options.storage, options.filesystem)
     check_study_name(store, spec)  # refused before Ray starts
     connect_ray(options)
+    check_fits_a_node(spec)
     if not store.exists(spec.name, "study.yaml"):  # written once Ray is up: a failed connect leaves nothing
         store.write_bytes(dump_study(spec).encode(), spec.name, "study.yaml")
     with INTERRUPTS:  # Ctrl-C / SIGTERM: a graceful stop, exit 130 / 143

@@ -40,28 +40,50 @@ _VALUE_WORDS = {int: "integers", float: "numbers", str: "strings", bool: "true o
 _SETTING_WORDS = {int: "an integer", float: "a float", str: "a string", bool: "a true/false"}
 
 
+def _like(cls: type, name: str) -> Any:
+    """A field with the default, help and hashing of ``cls``'s field ``name`` (one declaration of each setting)."""
+    source = cls.__dataclass_fields__[name]
+    return dataclasses.field(default=source.default, metadata=source.metadata)
+
+
 @dataclass(frozen=True)
 class BaseSpec:
-    """The cue model and the clean reference: trained once per seed and shared by every trial."""
+    """The cue model and the clean reference: trained once per seed and shared by every trial.
 
-    epochs: int = _help("training epochs of each base model", 8)
-    lr: float = _help("peak learning rate", 0.05)
-    momentum: float = _help("SGD momentum", 0.9)
-    weight_decay: float = _help("L2 weight decay", 5e-4)
-    batch_size: int = _help("images per step", 128)
+    The training settings mirror :class:`~mmc_sweep.config.TrainSpec` (one per seed: :meth:`train_spec`).
+    The reference recipe: epochs 100, lr 0.1, momentum 0.9, nesterov false, weight_decay 1e-4,
+    batch_size 256, schedule step, milestones [40, 80], gamma 0.1.
+    """
+
+    epochs: int = _like(TrainSpec, "epochs")
+    lr: float = _like(TrainSpec, "lr")
+    momentum: float = _like(TrainSpec, "momentum")
+    weight_decay: float = _like(TrainSpec, "weight_decay")
+    batch_size: int = _like(TrainSpec, "batch_size")
     seeds: tuple[int, ...] = _help("one cue model and one clean reference per seed", (0,))
     control_pair: bool = _help("also measure the paths between the clean references of consecutive seeds: a control "
                                "pair of two independently trained models with the same mechanism", False)
+    nesterov: bool = _like(TrainSpec, "nesterov")
+    schedule: str = _like(TrainSpec, "schedule")
+    milestones: tuple[int, ...] = _like(TrainSpec, "milestones")
+    gamma: float = _like(TrainSpec, "gamma")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "milestones", tuple(self.milestones))
         _check(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "base.seeds", "a non-empty list of distinct integers", list(self.seeds))
         _check(not self.control_pair or len(self.seeds) >= 2, "base.control_pair", "at least two base.seeds (the pair's two clean models)", list(self.seeds))
-        self.train_spec(self.seeds[0])  # validates the training settings
+        try:
+            self.train_spec(self.seeds[0])  # validates the training settings
+        except ValueError as err:  # name the study file's key (base.lr), not TrainSpec's (train.lr)
+            text = str(err)
+            raise ValueError(f"base.{text[len('train.'):]}" if text.startswith("train.") else text) from None
 
     def train_spec(self, seed: int) -> TrainSpec:
+        """The training settings of the base models of ``seed``: the one conversion to a TrainSpec."""
         return TrainSpec(epochs=self.epochs, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                         batch_size=self.batch_size, seed=seed)
+                         batch_size=self.batch_size, seed=seed, nesterov=self.nesterov, schedule=self.schedule,
+                         milestones=self.milestones, gamma=self.gamma)
 
 
 @dataclass(frozen=True)
@@ -316,7 +338,7 @@ def _check_names(spec: StudySpec) -> None:
     for kind in spec.paths.kinds:
         _check_one(kind, kind_names(), "paths.kinds")
     _check_objectives(spec)
-    if spec.data.dataset in ("shapes", "dominoes"):  # cifar pool sizes are known once the files are read (preflight)
+    if spec.data.embedded:  # cifar pool sizes are known once the files are read (preflight)
         for key, largest in n_clean_bounds(spec):
             _check(largest <= spec.data.n_train, key, f"at most data.n_train = {spec.data.n_train} clean images", largest)
     if spec.search.sampler != "grid" and len(spec.search.space) == 0:
@@ -445,6 +467,11 @@ class _StrictLoader(yaml.SafeLoader):
 
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file (safe YAML loader, no duplicate keys)."""
+    return parse_study(read_study_file(path), str(path))
+
+
+def read_study_file(path: str | Path) -> Any:
+    """The YAML content of a study file, not yet validated."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such study file (see search_spaces/ for examples)")
@@ -458,7 +485,7 @@ def load_study(path: str | Path) -> StudySpec:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise InputError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
-    return parse_study(raw, str(path))
+    return raw
 
 
 def dump_study(spec: StudySpec) -> str:
