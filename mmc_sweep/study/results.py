@@ -44,6 +44,7 @@ def _trials_schema() -> pa.Schema:
     fields += [(m, pa.float64()) for m in BARRIER_METRICS]
     fields += [
         ("start_epoch", pa.int64()), ("epochs", pa.int64()), ("error", pa.string()), ("device", pa.string()),
+        ("gpu_peak_mb", pa.float64()),
         ("node", pa.string()), ("retries", pa.int64()), ("reused_from", pa.string()),
         ("duration_s", pa.float64()), ("finished_at", pa.timestamp("us", tz="UTC")),
     ]

@@ -29,6 +29,7 @@ from mmc_sweep.config import DataSpec, FinetuneSpec, to_dict
 from mmc_sweep.data import CueTask, build_task
 from mmc_sweep.experiment import Pair, device_label, finetune_and_measure, measure_paths, train_base
 from mmc_sweep.finetune import total_epochs
+from mmc_sweep.gpu_share import claim_share, peak_mb
 from mmc_sweep.metrics import view_metrics
 from mmc_sweep.study.artifacts import StoreMidpoints, has_base, load_base, model_folder, save_base
 from mmc_sweep.study.results import PARAM_TYPES, read_trial
@@ -54,11 +55,12 @@ def _cpu_task(data: DataSpec) -> CueTask:
     return build_task(data)
 
 
-def _setup(cpus: float) -> torch.device:
-    """Torch threads = the trial's CPUs; CUDA only when Ray assigned a GPU and CUDA works."""
+def _setup(cpus: float, gpu: float = 0.0) -> torch.device:
+    """Torch threads = the trial's CPUs; CUDA only when Ray assigned a GPU and CUDA works, with the
+    process's CUDA memory capped to the trial's GPU fraction."""
     torch.set_num_threads(max(1, int(cpus)))
     if ray.get_gpu_ids() and torch.cuda.is_available():
-        return torch.device("cuda")
+        return claim_share(gpu)
     return torch.device("cpu")
 
 
@@ -80,7 +82,7 @@ def _restored_state() -> dict | None:
 
 def base_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float) -> None:
     """Train one base model (config: kind, seed, cue_proportion) unless the store already has it."""
-    device = _setup(cpus)
+    device = _setup(cpus, spec.resources.gpu)
     job = config["job"]
     key = spec.base_model(job["kind"], job["seed"], job["cue_proportion"])
     if has_base(store, key):
@@ -159,7 +161,7 @@ def _load_pair(store: Store, spec: StudySpec, seed: int, proportion: float, devi
 
 
 def _base_pair(seed: int, spec: StudySpec, store: Store, cpus: float) -> None:
-    device = _setup(cpus)
+    device = _setup(cpus, spec.resources.gpu)
     keys, task, models = _load_pair(store, spec, seed, spec.data.cue_proportion, device)
     pair = Pair(models["cue"], models["clean"], (keys["cue"], keys["clean"]))
     barriers, paths = measure_paths(task, {"cue_to_clean": pair}, spec.paths, seed=seed, midpoints=StoreMidpoints(store))
@@ -179,7 +181,7 @@ def _base_pair(seed: int, spec: StudySpec, store: Store, cpus: float) -> None:
 def _control_pair(trial_id: str, first: int, second: int, *, spec: StudySpec, store: Store, cpus: float) -> None:
     """The paths between the clean references of two seeds: same data, same mechanism, other init."""
     started = time.perf_counter()
-    device = _setup(cpus)
+    device = _setup(cpus, spec.resources.gpu)
     keys = [spec.base_model("clean", seed) for seed in (first, second)]
     task = _cpu_task(spec.base_model("cue", first).data).to(device)  # the views and training images of the study
     a, b = (load_base(store, key, task, device) for key in keys)
@@ -204,7 +206,7 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
               store: Store, cpus: float, exit_epoch: int = 0) -> None:
     """Fine-tune the cue model of (seed, proportion), report per epoch, then measure and report rows.
     ``duration_s`` counts the time before an interruption too (it travels in the checkpoint)."""
-    device = _setup(cpus)
+    device = _setup(cpus, spec.resources.gpu)
     restored = _restored_state()
     started = time.perf_counter() - (restored.get("elapsed_s", 0.0) if restored else 0.0)
     row = {"trial_id": trial_id, "role": role, "method": ft.method, "base_seed": seed, "cue_proportion": proportion,
@@ -234,6 +236,6 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
         rows = {"trials": [row], "paths": [], "history": history}
         tune.report({**{o: float("nan") for o in objectives}, ROWS_KEY: json.dumps(rows), "failed": 1})
         return
-    row.update(status="completed", duration_s=time.perf_counter() - started, **final)
+    row.update(status="completed", duration_s=time.perf_counter() - started, gpu_peak_mb=peak_mb(device), **final)
     rows = {"trials": [_nan_free(row)], "paths": [{"trial_id": trial_id, **r} for r in paths], "history": history}
     tune.report({"epoch": total_epochs(ft), **final, ROWS_KEY: json.dumps(rows)})
