@@ -17,7 +17,7 @@ from mmc_sweep.study.optuna_record import TUNE_ID, OptunaRecord, finite_values
 from mmc_sweep.study.spec import SearchSpec
 
 REUSE_KEY = "reuse_of"  # in a trial's config: the id of the finished trial with the same parameters
-PRUNED_KEY = "pruned"  # in a trial's last result: it was stopped early
+ROWS_KEY = "rows_json"  # in a trial's final report: its result rows (a trial without one was stopped early)
 
 SAMPLERS: dict[str, Callable[[SearchSpec], optuna.samplers.BaseSampler]] = {
     "tpe": lambda s: optuna.samplers.TPESampler(seed=s.seed, multivariate=True),
@@ -52,7 +52,8 @@ class StudySearcher(Searcher):
 
     Each Tune trial is one Optuna trial (``ask``), tagged with the Tune trial id; its final result
     is told exactly once (``tell(..., skip_if_finished=True)``): values when every objective is
-    finite, FAIL otherwise (a failed or diverged trial), PRUNED for a stopped one. An interrupted
+    finite, FAIL otherwise (a failed or diverged trial), PRUNED for one a scheduler stopped (it ended
+    without its final report). An interrupted
     trial is told nothing: Tune resumes it and it reports later. A proposal identical to a completed
     trial's parameters carries ``reuse_of`` (that trial's id): the trial reuses its result.
     The Optuna record itself is the truth; only the sampler's state and Tune's ids are pickled.
@@ -93,10 +94,10 @@ class StudySearcher(Searcher):
         number = self.numbers.pop(trial_id, None)
         if number is None:
             return
-        values = None if error or not result else finite_values(result, self.objectives)
+        values = None if error or not result or ROWS_KEY not in result else finite_values(result, self.objectives)
         if values is not None:
             self.study.tell(number, values, skip_if_finished=True)
-        elif result and result.get(PRUNED_KEY):
+        elif result and not error and ROWS_KEY not in result:  # stopped before its final report (a scheduler)
             self.study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
         else:
             self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)

@@ -156,6 +156,28 @@ class ObjectiveSpec:
         _check(self.mode in ("max", "min"), "search.objectives.mode", "max or min", self.mode)
 
 
+SCHEDULERS = ("none", "asha")
+EPOCH_METRICS = ("train_loss",) + OBJECTIVE_METRICS  # what a fine-tuning trial reports after every epoch
+
+
+@dataclass(frozen=True)
+class AshaSpec:
+    """Tune's asynchronous successive halving: at every rung (grace_period, x reduction_factor, ...
+    epochs) a trial continues only if its metric is in the best 1/reduction_factor seen there."""
+
+    metric: str = _help("a metric every fine-tuning epoch reports (train_loss, acc_<view>, loss_<view>, "
+                        "cue_reliance, pred_consistency, rep_cosine)", "acc_clean")
+    mode: str = _help("max | min", "max")
+    grace_period: int = _help("epochs every trial runs before it can be stopped", 1)
+    reduction_factor: int = _help("a rung keeps the best 1/reduction_factor of the trials that reached it", 3)
+
+    def __post_init__(self) -> None:
+        _check(self.metric in EPOCH_METRICS, "search.asha.metric", f"one of {', '.join(EPOCH_METRICS)}", self.metric)
+        _check(self.mode in ("max", "min"), "search.asha.mode", "max or min", self.mode)
+        _check(self.grace_period >= 1, "search.asha.grace_period", "an integer >= 1", self.grace_period)
+        _check(self.reduction_factor >= 2, "search.asha.reduction_factor", "an integer >= 2", self.reduction_factor)
+
+
 @dataclass(frozen=True)
 class SearchSpec:
     """What Optuna searches and how many trials Ray Tune runs."""
@@ -166,8 +188,12 @@ class SearchSpec:
     max_concurrent: int = _help("trials running at once (0 = as many as resources allow)", 0)
     objectives: tuple[ObjectiveSpec, ...] = _help("metrics to optimise", (ObjectiveSpec("acc_rand_cue", "max"), ObjectiveSpec("cue_reliance", "min")))
     space: tuple[ParamSpec, ...] = _help("searched fine-tuning settings", ())
+    scheduler: str = _help("early stopping of hopeless trials: none | asha (see `asha`); a stopped trial is "
+                           "`pruned`, with its history, and Optuna is told PRUNED", "none", added=True)
+    asha: AshaSpec = _help("the ASHA scheduler's settings (scheduler: asha)", AshaSpec(), added=True)
 
     def __post_init__(self) -> None:
+        _check(self.scheduler in SCHEDULERS, "search.scheduler", f"one of {', '.join(SCHEDULERS)}", self.scheduler)
         object.__setattr__(self, "objectives", tuple(self.objectives))
         object.__setattr__(self, "space", tuple(self.space))
         _check(self.num_samples >= 1, "search.num_samples", "an integer >= 1", self.num_samples)

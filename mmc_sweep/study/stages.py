@@ -123,6 +123,17 @@ def search_samples(spec: StudySpec) -> int:
     return min(spec.search.num_samples, grid_size(spec.search)) if spec.search.sampler == "grid" else spec.search.num_samples
 
 
+def _scheduler(spec: StudySpec):
+    """Tune's ASHA on the study's per-epoch metric (one Tune iteration per epoch), or none (FIFO)."""
+    if spec.search.scheduler != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    a = spec.search.asha
+    return ASHAScheduler(time_attr="training_iteration", metric=a.metric, mode=a.mode, grace_period=a.grace_period,
+                         reduction_factor=a.reduction_factor, max_t=10**6)  # max_t: trials end by their epochs
+
+
 def run_search_stage(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> None:
     record = OptunaRecord.of(store, spec.name, options.optuna_storage)
     record.remember()
@@ -135,9 +146,10 @@ def run_search_stage(spec: StudySpec, store: Store, options: RunOptions, console
     sink = ResultsSink(store, spec, "search")
     progress = LiveProgress(None, f"search ({spec.finetune.method})", search_samples(spec), objectives,
                             done_before=functools.partial(_status_counts, store, spec, "search"))
+    tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=_scheduler(spec), num_samples=search_samples(spec),
+                                  reuse_actors=True)
     results = _experiment("search", _trainable(search_trial, spec, store), spec, store, options, param_space=None,
-                          tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=search_samples(spec), reuse_actors=True),
-                          callbacks=[sink, progress], resume_errored=False)
+                          tune_config=tune_config, callbacks=[sink, progress], resume_errored=False)
     if INTERRUPTS.received:  # Tune resumes the running trials: Optuna must not hear of them yet
         record.push()
         return

@@ -33,13 +33,12 @@ from mmc_sweep.gpu_share import claim_share, peak_mb
 from mmc_sweep.metrics import view_metrics
 from mmc_sweep.study.artifacts import StoreMidpoints, has_base, load_base, model_folder, save_base
 from mmc_sweep.study.results import PARAM_TYPES, read_trial
-from mmc_sweep.study.search import REUSE_KEY
+from mmc_sweep.study.search import REUSE_KEY, ROWS_KEY  # ROWS_KEY: the final report's rows (JSON)
 from mmc_sweep.study.spec import StudySpec
 from mmc_sweep.study.store import Store
 from mmc_sweep.train import DivergedError, load_state
 
 STATE_FILE = "state.pt"
-ROWS_KEY = "rows_json"  # the final report's key holding {"trials": [...], "paths": [...], "history": [...]}
 # tests only: every fine-tuning trial's worker dies hard once, at the start of this epoch's report
 WORKER_EXIT_ENV = "MMC_SWEEP_FAULT_WORKER_EXIT_EPOCH"
 
@@ -148,7 +147,7 @@ def _reuse(source: str, trial_id: str, spec: StudySpec, store: Store) -> bool:
     copy = {"trials": [row]}
     for table in ("paths", "history"):
         copy[table] = [{**{k: v for k, v in r.items() if k != "study"}, "trial_id": trial_id} for r in rows[table]]
-    objectives = {o.metric: row.get(o.metric) for o in spec.search.objectives}
+    objectives = {key: row.get(key, float("nan")) for key in _reported(spec)}
     tune.report({"epoch": row.get("epochs") or 0, **objectives, ROWS_KEY: json.dumps(copy, default=str)})
     return True
 
@@ -194,6 +193,12 @@ def _control_pair(trial_id: str, first: int, second: int, *, spec: StudySpec, st
     tune.report({"done": 1, ROWS_KEY: json.dumps(rows)})
 
 
+def _reported(spec: StudySpec) -> list[str]:
+    """Keys Tune checks in every result of a search trial: the objectives and the scheduler's metric."""
+    keys = [o.metric for o in spec.search.objectives]
+    return keys + [spec.search.asha.metric] * (spec.search.scheduler == "asha" and spec.search.asha.metric not in keys)
+
+
 def _die_once(exit_epoch: int, epoch: int, store: Store, spec: StudySpec, trial_id: str) -> None:
     """Fault injection for tests: the worker process dies hard, once per trial, at ``exit_epoch``."""
     marker = f".fault_worker_exit_{trial_id}"
@@ -212,7 +217,7 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
     row = {"trial_id": trial_id, "role": role, "method": ft.method, "base_seed": seed, "cue_proportion": proportion,
            "epochs": total_epochs(ft), "device": device_label(device), "node": ray.get_runtime_context().get_node_id(),
            **_params(ft)}
-    objectives = [o.metric for o in spec.search.objectives]
+    objectives = _reported(spec)
     history: list[dict] = restored["history"] if restored else []
     row["start_epoch"] = len(history)
     try:

@@ -1,0 +1,37 @@
+"""search.scheduler: asha stops hopeless trials: `pruned` rows with the epochs they trained, PRUNED in Optuna."""
+from __future__ import annotations
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from drivers import assert_journal_matches_parquet, table
+from study_files import search, write_study
+
+EPOCHS = 4
+
+
+def test_asha_prunes_trials_and_tells_optuna(ray_cluster, tmp_path):
+    from mmc_sweep.study.runner import RunOptions, run
+    from mmc_sweep.study.spec import load_study
+
+    asha = {"metric": "acc_clean", "mode": "max", "grace_period": 1, "reduction_factor": 2}
+    spec = load_study(write_study(tmp_path, "asha", baselines=[], finetune={"epochs": EPOCHS},
+                                  search=search(num_samples=6, max_concurrent=1, scheduler="asha", asha=asha)))
+    store = tmp_path / "store"
+    assert run(spec, RunOptions(storage=str(store), address=ray_cluster.address)).exit_code == 0
+    folder = store / "asha"
+    rows = [r for r in table(folder, "trials") if r["role"] == "search"]
+    history = table(folder, "history")
+    trained = {r["trial_id"]: sorted(h["epoch"] for h in history if h["trial_id"] == r["trial_id"]) for r in rows}
+    pruned = [r for r in rows if r["status"] == "pruned"]
+    completed = [r for r in rows if r["status"] == "completed"]
+    assert len(rows) == 6 and pruned and completed, [(r["status"], trained[r["trial_id"]]) for r in rows]
+    for r in pruned:  # stopped at a rung (1, 2 or 4 epochs) before its final measurement; its settings recorded
+        assert trained[r["trial_id"]] == list(range(1, len(trained[r["trial_id"]]) + 1))
+        assert len(trained[r["trial_id"]]) in (1, 2, 4) and r["param_lr"] is not None and r["acc_clean"] is None
+    assert any(len(trained[r["trial_id"]]) < EPOCHS for r in pruned)  # compute was saved
+    for r in completed:
+        assert trained[r["trial_id"]] == list(range(1, EPOCHS + 1))
+    trials = optuna.load_study(study_name="asha", storage=JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))).trials
+    assert_journal_matches_parquet(trials, table(folder, "trials"), ["acc_rand_cue", "cue_reliance"])
