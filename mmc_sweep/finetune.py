@@ -66,10 +66,9 @@ def cue_pool(task: CueTask, spec: FinetuneSpec) -> ImageSet:
     seed = derive_seed(spec.seed, "cue_subset")
     if spec.cue_data == "train_proportion":
         return task.mixture_subset(spec.n_cue, seed)
-    pool = task.train_cue
-    if spec.n_cue > len(pool):
-        raise ValueError(f"finetune.n_cue: expected at most the {len(pool)} training images, got {spec.n_cue}")
-    return pool.subset(torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[: spec.n_cue].sort().values)
+    if spec.n_cue > len(task.train_cue):
+        raise ValueError(f"finetune.n_cue: expected at most the {len(task.train_cue)} training images, got {spec.n_cue}")
+    return task.train_cue.random_subset(spec.n_cue, seed)
 
 
 def _fresh_copy(cue_model: CueModel) -> CueModel:

@@ -32,6 +32,13 @@ class ImageSet:
         index = index.to(self.x.device)
         return ImageSet(self.x[index], self.y[index])
 
+    def random_subset(self, n: int, seed: int) -> ImageSet:
+        """``n`` images drawn uniformly without replacement by ``seed``, kept in their order (all of them
+        when ``n`` is 0 or at least their number)."""
+        if n == 0 or n >= len(self):
+            return self
+        return self.subset(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values)
+
     def batches(
         self, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
     ) -> Iterator[tuple[Tensor, Tensor]]:

@@ -151,17 +151,9 @@ def _images(spec: DataSpec) -> tuple[int, ImageSet, ImageSet]:
         return spec.num_classes, draw(spec.n_train, "train"), draw(spec.n_test, "test")
     # cifar: whole splits (or max_files_* of them); n_train, n_test, image_size and num_classes do not apply
     name = "cifar10" if spec.dataset == "cifar10_dominoes" else spec.dataset
-    train = _at_most(load_cifar(name, spec.root, train=True), spec.max_files_train, derive_seed(spec.seed, "train_subset"))
-    test = _at_most(load_cifar(name, spec.root, train=False), spec.max_files_test, derive_seed(spec.seed, "test_subset"))
+    train = load_cifar(name, spec.root, train=True).random_subset(spec.max_files_train, derive_seed(spec.seed, "train_subset"))
+    test = load_cifar(name, spec.root, train=False).random_subset(spec.max_files_test, derive_seed(spec.seed, "test_subset"))
     return cifar_num_classes(name), train, test
-
-
-def _at_most(images: ImageSet, n: int, seed: int) -> ImageSet:
-    """A seeded random subset of ``n`` images, in their file order (all of them when n is 0 or larger)."""
-    if n == 0 or n >= len(images):
-        return images
-    keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return images.subset(keep)
 
 
 def _cues(spec: DataSpec, num_classes: int) -> tuple[Cue, Cue]:

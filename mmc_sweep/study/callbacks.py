@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console, Group
@@ -15,12 +14,10 @@ from ray import tune
 
 from mmc_sweep.finetune import total_epochs
 from mmc_sweep.study.interrupt import INTERRUPTS
-from mmc_sweep.study.results import PARAM_TYPES, metadata_for, write_trial
+from mmc_sweep.study.results import metadata_for, write_trial
 from mmc_sweep.study.spec import StudySpec
 from mmc_sweep.study.store import Store
-from mmc_sweep.study.search import REUSE_KEY
-from mmc_sweep.study.trials import ROWS_KEY, STATE_FILE
-from mmc_sweep.train import load_state
+from mmc_sweep.study.trials import ROWS_KEY, checkpoint_state, params_row, search_settings
 
 
 def trial_key(trial) -> str:
@@ -58,15 +55,13 @@ class ResultsSink(tune.Callback):
         history = []
         if self.role == "search":  # its settings, and the epochs it trained (from its last checkpoint)
             row.update(self._settings(trial.config))
-            history = _checkpointed_history(trial)
+            history = (checkpoint_state(trial.checkpoint) or {}).get("history", [])  # the epochs it trained
         self.write_payload({"trials": [row], "history": history}, trial.num_failures)
 
     def _settings(self, config: dict) -> dict:
-        params = {k: v for k, v in config.items() if k != REUSE_KEY}
-        ft = self.spec.finetune_spec(params)
-        return {"method": ft.method, "epochs": total_epochs(ft), **{f"param_{n}": getattr(ft, n) for n in PARAM_TYPES},
-                "base_seed": params.get("base_seed", self.spec.base.seeds[0]),
-                "cue_proportion": params.get("cue_proportion", self.spec.data.cue_proportion)}
+        ft, seed, proportion = search_settings(config, self.spec)
+        return {"method": ft.method, "epochs": total_epochs(ft), "base_seed": seed, "cue_proportion": proportion,
+                **params_row(ft)}
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._close(trial, "pruned", None)  # stopped before its final report (a scheduler or a stop rule)
@@ -74,15 +69,6 @@ class ResultsSink(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         error = trial.get_error()
         self._close(trial, "failed", str(error).strip().splitlines()[-1][:500] if error else "the trial's worker failed")
-
-
-def _checkpointed_history(trial) -> list[dict]:
-    """The per-epoch rows a trial had saved in its newest epoch checkpoint (none without one)."""
-    checkpoint = trial.checkpoint
-    if checkpoint is None:
-        return []
-    with checkpoint.as_directory() as folder:
-        return load_state(Path(folder) / STATE_FILE).get("history", [])
 
 
 class LiveProgress(tune.Callback):

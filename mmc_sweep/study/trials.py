@@ -69,12 +69,16 @@ def _report_epoch(metrics: dict[str, Any], state: dict) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def _restored_state() -> dict | None:
-    checkpoint = tune.get_checkpoint()
+def checkpoint_state(checkpoint: tune.Checkpoint | None) -> dict | None:
+    """The state a trial saved in an epoch checkpoint (None without one)."""
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
         return load_state(Path(folder) / STATE_FILE)
+
+
+def _restored_state() -> dict | None:
+    return checkpoint_state(tune.get_checkpoint())
 
 
 # ---- base models: content-addressed under <storage>/models/<hash>/ (see artifacts) ---------------------
@@ -102,7 +106,8 @@ def base_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float) -> N
 
 # ---- fine-tuning trials -----------------------------------------------------------------------------
 
-def _params(ft: FinetuneSpec) -> dict[str, Any]:
+def params_row(ft: FinetuneSpec) -> dict[str, Any]:
+    """The ``param_<name>`` columns of a trial's row."""
     return {f"param_{name}": getattr(ft, name) for name in PARAM_TYPES}
 
 
@@ -123,16 +128,21 @@ def reference_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float,
         _finetune(job["trial_id"], "baseline", ft, job["seed"], spec.data.cue_proportion, spec, store, cpus, exit_epoch)
 
 
+def search_settings(config: dict, spec: StudySpec) -> tuple[FinetuneSpec, int, float]:
+    """A search trial's fine-tuning settings, base seed and cue proportion, from its Tune config."""
+    params = {k: v for k, v in config.items() if k != REUSE_KEY}
+    return (spec.finetune_spec(params), params.get("base_seed", spec.base.seeds[0]),
+            params.get("cue_proportion", spec.data.cue_proportion))
+
+
 def search_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float, exit_epoch: int = 0) -> None:
     """One trial of the search: the fixed fine-tuning settings with the searched ones on top; or,
     when the searcher found a finished trial with the same parameters, that trial's result again."""
-    params = {k: v for k, v in config.items() if k != REUSE_KEY}
     trial_id = tune.get_context().get_trial_id()
     if REUSE_KEY in config and _reuse(config[REUSE_KEY], trial_id, spec, store):
         return
-    seed = params.get("base_seed", spec.base.seeds[0])
-    proportion = params.get("cue_proportion", spec.data.cue_proportion)
-    _finetune(trial_id, "search", spec.finetune_spec(params), seed, proportion, spec, store, cpus, exit_epoch)
+    ft, seed, proportion = search_settings(config, spec)
+    _finetune(trial_id, "search", ft, seed, proportion, spec, store, cpus, exit_epoch)
 
 
 def _reuse(source: str, trial_id: str, spec: StudySpec, store: Store) -> bool:
@@ -216,7 +226,7 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
     started = time.perf_counter() - (restored.get("elapsed_s", 0.0) if restored else 0.0)
     row = {"trial_id": trial_id, "role": role, "method": ft.method, "base_seed": seed, "cue_proportion": proportion,
            "epochs": total_epochs(ft), "device": device_label(device), "node": ray.get_runtime_context().get_node_id(),
-           **_params(ft)}
+           **params_row(ft)}
     objectives = _reported(spec)
     history: list[dict] = restored["history"] if restored else []
     row["start_epoch"] = len(history)
