@@ -1,15 +1,18 @@
-"""How long ``analyze`` takes on a large study: ~1,000,000 path rows, 2,005 trials.
+"""How long ``analyze`` takes on a large study, before and after compaction: 2,005 and 20,005 trials.
 
 Builds a synthetic study (``mmc_sweep.analysis.synthetic``) in a temporary folder: 2 base models,
 3 baselines and 2,000 CBFT search trials, each with its own trials/paths/history part files as the
-harness writes them, 63 alphas x 4 views x 2 paths per trial = 1,009,764 path rows. Then it times
-the ``analyze`` command in-process (imports done first, as start-up): reading every trials part
-file, listing the paths part files (analyze needs no path rows: barriers are columns of the trials
-rows), the summary, the method table and the Pareto front, printed as rich tables into a string.
-The run with parameter importances (Optuna) and reading every path row are timed and printed too.
+harness writes them, 63 alphas x 4 views x 2 paths per trial = 1,009,764 path rows. It times the
+``analyze`` command in-process (imports done first, as start-up) on the part files, then compacts
+the study (``run_study.py compact``'s code: every table merged into a few large files) and times
+``analyze`` again: reading the trials, the trial ids of the paths (from compacted footers), the
+summary, the method table and the Pareto front, printed as rich tables into a string. The run with
+parameter importances (Optuna) and reading every path row are timed and printed too. Then the same
+for 20,000 search trials (10,080,144 path rows; writing its 60,015 part files takes minutes).
 
-Run: ``python benchmarks/analysis.py``. The last line is ``analyze_seconds=<seconds>``: the first
-run without importances (target <= 2 s on 2 cores).
+Run: ``python benchmarks/analysis.py`` (``--large 0`` skips the 20,000-trial study). The last line is
+``analyze_seconds=<seconds>``: the first run of analyze without importances on the compacted
+2,005-trial study (target <= 0.5 s on 2 cores).
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from mmc_sweep.analysis.cli import cmd_analyze  # noqa: E402
 from mmc_sweep.analysis.load import read_paths  # noqa: E402
-from mmc_sweep.analysis.synthetic import VIEWS, write_synthetic_study  # noqa: E402
+from mmc_sweep.analysis.synthetic import write_synthetic_study  # noqa: E402
+from mmc_sweep.study.compaction import compact_study  # noqa: E402
 
 
 def time_analyze(folder: Path, importance: bool) -> tuple[float, str]:
@@ -37,33 +41,55 @@ def time_analyze(folder: Path, importance: bool) -> tuple[float, str]:
     return time.perf_counter() - start, out.getvalue()
 
 
+def measure(trials: int, alphas: int, root: Path) -> dict[str, float]:
+    """Write a synthetic study, time analyze on its part files, compact it, time analyze again."""
+    start = time.perf_counter()
+    folder = write_synthetic_study(root / f"bench_{trials}", n_trials=trials, alphas=alphas)
+    out = {"write": time.perf_counter() - start}
+    # Every run finds the files in the OS page cache (just written): this times parsing, not the disk.
+    out["parts"], _ = time_analyze(folder, importance=False)
+    start = time.perf_counter()
+    done = compact_study(folder)
+    out["compact"] = time.perf_counter() - start
+    out["files_before"] = sum(d.files_before for d in done)
+    out["files_after"] = sum(len(list((folder / "results" / t).glob("*.parquet"))) for t in ("trials", "paths", "history"))
+    out["compacted"], text = time_analyze(folder, importance=False)
+    assert "Methods" in text and "Pareto front" in text
+    out["importance"], _ = time_analyze(folder, importance=True)
+    out["again"], _ = time_analyze(folder, importance=False)
+    start = time.perf_counter()
+    out["path_rows"] = len(read_paths(folder))  # what a script reading every curve pays (analyze does not)
+    out["all_paths"] = time.perf_counter() - start
+    return out
+
+
+def report(trials: int, m: dict[str, float]) -> None:
+    print(f"study: {trials + 5} trials, {m['path_rows']} path rows (written in {m['write']:.0f} s)")
+    print(f"  analyze on part files:                 {m['parts']:.3f} s")
+    print(f"  compact ({m['files_before']:.0f} -> {m['files_after']:.0f} files):          {m['compact']:.3f} s")
+    print(f"  analyze after compaction, first run:   {m['compacted']:.3f} s")
+    print(f"  analyze after compaction, again:       {m['again']:.3f} s")
+    print(f"  analyze with importances:              {m['importance']:.3f} s")
+    print(f"  read all path rows (not part of analyze): {m['all_paths']:.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=2000, help="search trials (default 2000)")
+    parser.add_argument("--large", type=int, default=20000, help="search trials of the large study (default 20000; 0: skip)")
     parser.add_argument("--alphas", type=int, default=63, help="points per path (default 63)")
     opts = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="mmc_analysis_bench_") as tmp:
-        folder = write_synthetic_study(Path(tmp) / "bench", n_trials=opts.trials, alphas=opts.alphas)
-        path_rows = (2 * (opts.trials + 3) + 1) * opts.alphas * len(VIEWS)
-        import optuna  # noqa: F401  # import cost is start-up, like pandas/pyarrow: not timed
+    import optuna  # noqa: F401  # import cost is start-up, like pandas/pyarrow: not timed
 
-        # Every run finds the files in the OS page cache (just written): this times parsing, not the disk.
-        first, text = time_analyze(folder, importance=False)
-        with_importance, _ = time_analyze(folder, importance=True)
-        again, _ = time_analyze(folder, importance=False)
-        start = time.perf_counter()
-        n_read = len(read_paths(folder))  # what a script reading every curve pays (analyze does not)
-        all_paths = time.perf_counter() - start
-    assert "Methods" in text and "Pareto front" in text
-    print(f"study: {opts.trials + 5} trials, {path_rows} path rows")
-    print(f"analyze --no-importance, first run:  {first:.3f} s")
-    print(f"analyze (with importances):          {with_importance:.3f} s")
-    print(f"analyze --no-importance, again:       {again:.3f} s")
-    print(f"read all {n_read} path rows (not part of analyze): {all_paths:.3f} s")
-    print("analyze_seconds = first run of analyze --no-importance: load + summary + method table + Pareto "
-          "front, printed; importances excluded (timed above)")
+    with tempfile.TemporaryDirectory(prefix="mmc_analysis_bench_") as tmp:
+        small = measure(opts.trials, opts.alphas, Path(tmp))
+        report(opts.trials, small)
+        if opts.large:
+            report(opts.large, measure(opts.large, opts.alphas, Path(tmp)))
+    print("analyze_seconds = first run of analyze --no-importance after compaction on the "
+          f"{opts.trials + 5}-trial study: load + summary + method table + Pareto front, printed")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (other processes slow this down)")
-    print(f"analyze_seconds={first:.3f}")
+    print(f"analyze_seconds={small['compacted']:.3f}")
 
 
 if __name__ == "__main__":

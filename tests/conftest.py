@@ -121,3 +121,17 @@ def ray_cluster():
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def first_study(ray_cluster, tmp_path_factory):
+    """The TINY study (four random-search trials, one baseline) run once for the session, shared by
+    the harness tests and the tests of the results' clients: ``(exit code, storage folder)``; the
+    study is ``<storage>/first``. Tests add other studies to the storage but never change ``first``."""
+    from mmc_sweep.cli import main
+    from study_files import write_study
+
+    root = tmp_path_factory.mktemp("studies")
+    spec_file = write_study(root, "first")
+    code = main(["run", str(spec_file), "--storage", str(root / "store")])
+    return code, root / "store"

@@ -1,10 +1,12 @@
 """Studies end to end on a real local Ray cluster (two nodes), with real Parquet results."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from mmc_sweep.cli import main
@@ -17,12 +19,7 @@ def _table(folder, name):
     return ds.dataset(str(folder / "results" / name), format="parquet").to_table().to_pylist()
 
 
-@pytest.fixture(scope="module")
-def first_study(ray_cluster, tmp_path_factory):
-    root = tmp_path_factory.mktemp("studies")
-    spec_file = write_study(root, "first")
-    code = main(["run", str(spec_file), "--storage", str(root / "store")])
-    return code, root / "store"
+# first_study (the four-trial TINY study, run once per session): tests/conftest.py
 
 
 def test_four_trial_study_end_to_end(first_study):
@@ -61,6 +58,18 @@ def test_four_trial_study_end_to_end(first_study):
 
     meta = ds.dataset(str(folder / "results" / "trials"), format="parquet").schema.metadata
     assert {b"mmc_sweep.spec_hash", b"mmc_sweep.versions", b"mmc_sweep.device"} <= set(meta)
+
+
+def test_a_finished_study_is_compacted(first_study):
+    """Compacted when the reference stage ended (base pair, baseline) and again at the end (all of it)."""
+    _, store = first_study
+    results = store / "first" / "results"
+    for name in ("trials", "paths", "history"):
+        assert [p.name for p in (results / name).glob("*.parquet")] == ["compacted-000002-000.parquet"], name
+        assert json.loads((results / name / "_compaction.json").read_text())["generation"] == 2
+    ids = json.loads(pq.read_schema(results / "trials" / "compacted-000002-000.parquet").metadata[b"mmc_sweep.trial_ids"])
+    assert sorted(ids) == sorted(r["trial_id"] for r in _table(store / "first", "trials")) and len(ids) == 2 + 1 + 4
+    assert sorted(p.name for p in results.iterdir()) == ["history", "paths", "trials"]  # no staging folder left
 
 
 def test_trials_landed_on_both_nodes(first_study):
@@ -112,7 +121,6 @@ def test_fractional_gpu_trials_run_at_once_and_reuse_base_models(first_study, tm
 
 
 def test_analysis_reads_what_the_harness_wrote(first_study, capsys):
-    import json
 
     _, store = first_study
     assert main(["analyze", str(store / "first"), "--format", "json"]) == 0
@@ -204,7 +212,6 @@ def test_a_second_study_reuses_the_stored_midpoints(grid_study, tmp_path):
 
 
 def test_analyze_and_plot_a_study_with_every_kind(grid_study, tmp_path, capsys):
-    import json
 
     _, root, _ = grid_study
     folder = root / "store" / "grid"

@@ -1,11 +1,13 @@
-"""Read a study folder: the resolved spec (``study.yaml``) and the finished Parquet part files.
+"""Read a study folder: the resolved spec (``study.yaml``) and its finished Parquet files.
 
-Only finished part files are read: the harness writes ``.<name>`` and renames it into place, and
-names starting with ``.`` or ``_`` are skipped, so a running study can be read at any time. A large
-study has thousands of one-row part files, so the cost is opening files (~1 ms of CPU each, ~2.5 ms
-with the ~250 columns the barriers of three path kinds give: mostly parsing the footer, which
-pyarrow does without the GIL), not decoding rows: files are read in a small thread pool (2
-threads: 1.6-1.8x faster on 2 cores than one after another). Only the columns the analysis uses
+Only finished files are read: the harness writes ``.<name>`` and renames it into place, and names
+starting with ``.`` or ``_`` are skipped, so a running study can be read at any time. A table folder
+holds per-trial part files and compacted files (``mmc_sweep.results_layout``); both are read as one
+table. Until a study is compacted the cost is opening files (~1 ms of CPU each, ~2.5 ms with the
+~250 columns the barriers of three path kinds give: mostly parsing the footer, which pyarrow does
+without the GIL), not decoding rows: files are read in a small thread pool (2 threads: 1.6-1.8x
+faster on 2 cores than one after another). A compaction that swaps a folder while it is read
+makes a listed file vanish: the read starts again. Only the columns the analysis uses
 are read (barriers: loss and accuracy of the study's path kinds only), and schemas are unified so
 a column missing from, or all-null in, some files is kept. Old studies lack the newer columns
 (other path kinds, the invariance metrics of path rows): they are read as nulls.
@@ -28,8 +30,8 @@ from mmc_sweep.analysis.columns import VIEWS, barrier_columns
 from mmc_sweep.analysis.spec import objectives, path_kinds
 from mmc_sweep.config import INVARIANCE_METRICS  # of every path point, since there are path kinds
 from mmc_sweep.errors import InputError
+from mmc_sweep.results_layout import file_trial_ids, is_compacted, is_visible_parquet, live_folder, spec_hashes_in
 
-SPEC_HASH_KEY = b"mmc_sweep.spec_hash"
 # Columns every trials frame has after loading (missing ones are added as nulls).
 ID_COLUMNS = ("trial_id", "role", "status", "method", "base_seed")
 INFO_COLUMNS = ("error", "device", "duration_s", "finished_at")
@@ -45,7 +47,7 @@ class Study:
     folder: Path
     spec: dict[str, Any]
     trials: pd.DataFrame
-    spec_hashes: tuple[str, ...]  # distinct ``mmc_sweep.spec_hash`` values of the trials part files
+    spec_hashes: tuple[str, ...]  # distinct spec hashes of the trials files (``mmc_sweep.spec_hash``)
     path_trial_ids: frozenset[str]  # trials whose paths part file is written
     unreadable: tuple[str, ...]  # part files that could not be read (named, then skipped)
 
@@ -54,11 +56,13 @@ class Study:
         return str(self.spec.get("name") or self.folder.name)
 
 
-def part_files(folder: Path) -> list[Path]:
-    """Finished part files of one dataset folder, sorted; none if the folder does not exist yet."""
-    if not folder.is_dir():
+def table_files(folder: Path, table: str) -> list[Path]:
+    """Finished files (part and compacted) of one table of a study folder, sorted; none if the table
+    does not exist yet."""
+    where = live_folder(folder / "results", table)
+    if not where.is_dir():
         return []
-    return sorted(folder / n for n in os.listdir(folder) if n.endswith(".parquet") and not n.startswith((".", "_")))
+    return sorted(where / n for n in os.listdir(where) if is_visible_parquet(n))
 
 
 def read_spec(folder: Path) -> dict[str, Any]:
@@ -89,21 +93,26 @@ def _trials_column_wanted(spec: dict[str, Any]) -> Callable[[str], bool]:
     return lambda name: name in keep or name.startswith("param_")
 
 
-def _read_one(path: Path, wanted: Callable[[str], bool] | None) -> tuple[pa.Table | None, bytes | None]:
+def _read_one(path: Path, wanted: Callable[[str], bool] | None) -> tuple[pa.Table | None, list[str]]:
     try:
         pf = pq.ParquetFile(path, memory_map=True)
         schema = pf.schema_arrow
         columns = None if wanted is None else [c for c in schema.names if wanted(c)]
         # One-row files: threads inside a file only add overhead; pandas metadata is not needed.
         table = pf.read(columns=columns, use_threads=False, use_pandas_metadata=False)
+    except FileNotFoundError:
+        raise
     except (OSError, pa.ArrowException):  # a damaged file: reported by name, the rest is still read
-        return None, None
-    return table, (schema.metadata or {}).get(SPEC_HASH_KEY)
+        if not path.exists():  # gone (a compaction swapped the folder), not damaged: the caller reads again
+            raise FileNotFoundError(path) from None
+        return None, []
+    return table, spec_hashes_in(schema.metadata)
 
 
 def read_parts(files: Iterable[Path], wanted: Callable[[str], bool] | None = None, threads: int = 1,
-               ) -> tuple[pa.Table | None, list[bytes | None], list[Path]]:
-    """Concatenate part files (schemas unified, nulls promoted); also their spec hashes and unreadable files."""
+               ) -> tuple[pa.Table | None, list[str], list[Path]]:
+    """Concatenate files (schemas unified, nulls promoted); also their spec hashes and unreadable files.
+    Raises FileNotFoundError when a file vanished since it was listed."""
     files = list(files)
     if threads > 1:
         with ThreadPoolExecutor(threads) as pool:
@@ -112,7 +121,7 @@ def read_parts(files: Iterable[Path], wanted: Callable[[str], bool] | None = Non
         results = [_read_one(f, wanted) for f in files]
     tables = [t for t, _ in results if t is not None]
     bad = [f for f, (t, _) in zip(files, results) if t is None]
-    hashes = [h for t, h in results if t is not None]
+    hashes = [h for _, file_hashes in results for h in file_hashes]
     if not tables:
         return None, hashes, bad
     return pa.concat_tables(tables, promote_options="permissive"), hashes, bad
@@ -135,50 +144,59 @@ def _normalise_trials(table: pa.Table | None, barriers: tuple[str, ...]) -> pd.D
     return df.drop_duplicates("trial_id", keep="last").reset_index(drop=True)
 
 
+def _again_if_swapped(read: Callable[[], Any]) -> Any:
+    """``read()``, started again when a compaction swapped a table folder under it (a listed file is gone)."""
+    for _ in range(4):
+        try:
+            return read()
+        except FileNotFoundError:
+            continue
+    return read()
+
+
 def load_study(folder: str | Path) -> Study:
     """Read a study folder (running, interrupted, finished or still empty)."""
     folder = Path(folder)
     spec = read_spec(folder)
-    results = folder / "results"
-    table, hashes, bad = read_parts(part_files(results / "trials"), _trials_column_wanted(spec), threads=_THREADS)
-    path_files = part_files(results / "paths")
-    distinct = tuple(sorted({h.decode(errors="replace") for h in hashes if h}))
-    return Study(
-        folder=folder,
-        spec=spec,
-        trials=_normalise_trials(table, study_barrier_columns(spec)),
-        spec_hashes=distinct,
-        path_trial_ids=frozenset(f.stem for f in path_files),  # part files are named <trial_id>.parquet
-        unreadable=tuple(str(f) for f in bad),
-    )
+
+    def read() -> Study:
+        table, hashes, bad = read_parts(table_files(folder, "trials"), _trials_column_wanted(spec), threads=_THREADS)
+        return Study(
+            folder=folder,
+            spec=spec,
+            trials=_normalise_trials(table, study_barrier_columns(spec)),
+            spec_hashes=tuple(sorted(set(hashes))),
+            path_trial_ids=frozenset(t for f in table_files(folder, "paths") for t in file_trial_ids(f)),
+            unreadable=tuple(str(f) for f in bad),
+        )
+
+    return _again_if_swapped(read)
 
 
 def read_paths(folder: str | Path, trial_ids: Iterable[str] | None = None) -> pd.DataFrame:
     """Path rows of some trials (all when ``trial_ids`` is None), as pandas.
 
-    Part files are named by trial id, so only those files are opened; a trial whose file is not
-    found by name is looked up by a filtered scan of the whole dataset.
+    Only the files holding those trials are opened (a part file by its name, a compacted file by the
+    trial ids in its footer), and a compacted file is read filtered to them.
     """
-    paths_dir = Path(folder) / "results" / "paths"
-    files = part_files(paths_dir)
-    if trial_ids is None:
-        table, _, _ = read_parts(files, threads=_THREADS)
-        return _paths_frame(table)
-    wanted = set(trial_ids)
-    by_name = [f for f in files if f.stem in wanted]
-    table, _, _ = read_parts(by_name, threads=_THREADS)
-    found = set() if table is None else set(table.column("trial_id").to_pylist())
-    rest = wanted - found
-    if rest and files:
-        dataset = ds.dataset([str(f) for f in files], format="parquet")
-        scan = dataset.to_table(filter=ds.field("trial_id").isin(sorted(rest)))
-        table = scan if table is None else pa.concat_tables([table, scan], promote_options="permissive")
-    return _paths_frame(table)
+    return _again_if_swapped(lambda: _read_paths(Path(folder), None if trial_ids is None else set(trial_ids)))
+
+
+def _read_paths(folder: Path, wanted: set[str] | None) -> pd.DataFrame:
+    files = table_files(folder, "paths")
+    if wanted is None:
+        return _paths_frame(read_parts(files, threads=_THREADS)[0])
+    parts = [f for f in files if not is_compacted(f.name) and f.stem in wanted]
+    tables = [t for t in (read_parts(parts, threads=_THREADS)[0],) if t is not None]
+    tables += [pq.read_table(f, filters=ds.field("trial_id").isin(sorted(wanted)))
+               for f in files if is_compacted(f.name) and wanted.intersection(file_trial_ids(f))]
+    return _paths_frame(pa.concat_tables(tables, promote_options="permissive") if tables else None)
 
 
 def _paths_frame(table: pa.Table | None) -> pd.DataFrame:
-    """Path rows with every column of :data:`PATH_COLUMNS`: a missing ``kind`` is ``linear`` (the
-    only kind before there were several), missing invariance metrics are null."""
+    """Path rows with every column of :data:`PATH_COLUMNS`: a missing or null ``kind`` is ``linear``
+    (the only kind before there were several: rows of old part files, also once compacted with
+    newer ones), missing invariance metrics are null."""
     numeric = ("alpha", "loss", "acc") + INVARIANCE_METRICS
     if table is None or table.num_rows == 0:
         return pd.DataFrame({c: pd.Series(dtype="float64" if c in numeric else "object") for c in PATH_COLUMNS})
@@ -186,6 +204,7 @@ def _paths_frame(table: pa.Table | None) -> pd.DataFrame:
     for col in PATH_COLUMNS:
         if col not in df.columns:
             df[col] = "linear" if col == "kind" else float("nan") if col in numeric else None
+    df["kind"] = df["kind"].fillna("linear")
     for col in INVARIANCE_METRICS:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     return df

@@ -1,4 +1,4 @@
-"""Subcommands ``run``, ``resume`` and ``status``. Ray and Optuna load only when a study runs."""
+"""Subcommands ``run``, ``resume``, ``compact`` and ``status``. Ray and Optuna load only when a study runs."""
 from __future__ import annotations
 
 import argparse
@@ -68,6 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_run_options(resume)
     resume.set_defaults(func=cmd_resume)
 
+    compact = sub.add_parser("compact", help="merge a study's part files into a few large Parquet files",
+                             description="Merge a study's per-trial part files into a few large Parquet files, "
+                                         "atomically (a study compacts itself when each stage ends; this is for "
+                                         "interrupted studies and studies written before compaction existed).")
+    compact.add_argument("study_dir", help="the study folder (<storage>/<name>), on a local or mounted file system")
+    compact.set_defaults(func=cmd_compact)
+
     status = sub.add_parser("status", help="what a study has done so far", description="Trials written so far, by role and status.")
     status.add_argument("study_dir", help="the study folder (<storage>/<name>)")
     status.set_defaults(func=cmd_status)
@@ -126,6 +133,31 @@ def cmd_resume(args: argparse.Namespace) -> int:
                                   optuna_storage=args.optuna_storage or options.optuna_storage)
     preflight(spec, options, source=f"{args.study_dir.rstrip('/')}/study.yaml")
     return run(spec, options).exit_code
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from mmc_sweep.study.compaction import compact_study
+    from mmc_sweep.study.lock import study_lock
+
+    if "://" in args.study_dir:
+        raise InputError(f"{args.study_dir}: compaction needs a local or mounted folder (an object store has no "
+                         "atomic rename); the part files there are complete as they are")
+    folder = Path(args.study_dir).expanduser().resolve()
+    if not (folder / "study.yaml").is_file():
+        raise InputError(f"{args.study_dir}: not a study folder (no study.yaml)")
+    with study_lock(folder):
+        done = compact_study(folder)
+    console = Console()
+    if not done:
+        console.print(f"{folder}: nothing to compact", soft_wrap=True, markup=False, highlight=False)
+        return 0
+    table = Table(title=f"compacted {folder}")
+    for column in ("table", "files before", "files after", "part files merged", "rows written", "seconds"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for d in done:
+        table.add_row(d.table, str(d.files_before), str(d.files_after), str(d.parts_merged), str(d.rows_written), f"{d.seconds:.2f}")
+    console.print(table)
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -1,5 +1,8 @@
 """The Parquet results of a study: fixed schemas, one part file per trial and table, atomic writes.
 
+Part files are merged into compacted files when a stage ends (``mmc_sweep.study.compaction``); the
+readers here see both as one table (``mmc_sweep.results_layout``).
+
 Every part file of a table has the same schema (every column, nulls where a row has no value), so
 any reader — pandas, pyarrow datasets, duckdb — sees every column whatever file it opens first.
 
@@ -17,11 +20,16 @@ import signal
 import typing
 from datetime import datetime, timezone
 
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from mmc_sweep.config import (BARRIER_TYPES, INVARIANCE_METRICS, PATH_KINDS, PATH_NAMES, VIEWS, FinetuneSpec,
                               barrier_metric)
+from mmc_sweep.results_layout import is_compacted, is_visible_parquet, live_folder, trial_ids_in
 from mmc_sweep.study.store import Store, to_buffer
 
 TABLES = ("paths", "history", "trials")  # in the order they are written: trials last (the commit)
@@ -87,15 +95,21 @@ def _table(name: str, rows: list[dict], metadata: dict[str, str]) -> pa.Table:
 def write_trial(store: Store, study: str, payload: dict, metadata: dict[str, str]) -> list[str]:
     """Write one finished trial's rows: ``payload`` maps table name -> rows (each row has ``trial_id``).
 
-    One part file per table and trial id, named ``<trial_id>.parquet``: writing a trial again
-    replaces its files, never duplicates rows. ``trials`` is written last. Returns the trial ids written.
+    One part file per table and trial id, named ``<trial_id>.parquet``; ``trials`` is written last.
+    A committed trial (its ``trials`` row written) is final: a trial Tune runs again after a driver
+    died between this write and its own record is not written twice, so no row is ever counted
+    twice, compacted or not. A torn trial (no ``trials`` row yet) has its files replaced. Returns
+    the ids of the trials now committed.
     """
     now = datetime.now(timezone.utc)
     fault = os.environ.get(FAULT_ENV)
-    written = []
+    committed = finished_trials(store, study)
+    written = sorted({r["trial_id"] for r in payload.get("trials", [])} & committed)
     for name in TABLES:
         by_trial: dict[str, list[dict]] = {}
         for row in payload.get(name, []):
+            if row["trial_id"] in committed:
+                continue
             row = {"study": study, **row}
             if name == "trials":
                 row.setdefault("finished_at", now)
@@ -110,25 +124,55 @@ def write_trial(store: Store, study: str, payload: dict, metadata: dict[str, str
     return written
 
 
+def _table_files(store: Store, study: str, table: str) -> tuple[str, list[str]]:
+    """A table's folder and the visible Parquet files in it (part files and compacted files)."""
+    if store.local_root is not None:  # mid-compaction on a file system without atomic exchange: the new folder
+        folder = str(live_folder(Path(store.path(study, "results")), table))
+    else:
+        folder = store.path(study, "results", table)
+    selector = pafs.FileSelector(folder, allow_not_found=True)
+    return folder, sorted(i.base_name for i in store.fs.get_file_info(selector) if is_visible_parquet(i.base_name))
+
+
+def _trial_ids(store: Store, folder: str, name: str) -> list[str]:
+    """Trials a file holds (a compacted file's footer is read, never its rows)."""
+    return trial_ids_in(name, pq.read_schema(store.fs.open_input_file(f"{folder}/{name}")).metadata
+                        if is_compacted(name) else None)
+
+
 def finished_trials(store: Store, study: str) -> set[str]:
     """Ids of the trials whose row is written (and so every table of theirs: the commit)."""
-    return {n.removesuffix(".parquet") for n in store.list(study, "results", "trials") if n.endswith(".parquet")}
+    folder, names = _table_files(store, study, "trials")
+    return {trial_id for name in names for trial_id in _trial_ids(store, folder, name)}
+
+
+def _read_table(store: Store, folder: str, name: str, trial_ids: list[str] | None = None) -> pa.Table:
+    table = pq.read_table(store.fs.open_input_file(f"{folder}/{name}"))
+    if trial_ids is not None:
+        table = table.filter(pc.is_in(table.column("trial_id"), pa.array(trial_ids, pa.string())))
+    return table
 
 
 def read_trial(store: Store, study: str, trial_id: str) -> dict[str, list[dict]]:
-    """One trial's rows in every table (empty lists where it has none)."""
+    """One trial's rows in every table (empty lists where it has none): its part file, else the
+    compacted file that names it."""
     out = {}
     for name in TABLES:
-        parts = ("results", name, f"{trial_id}.parquet")
-        out[name] = pq.read_table(store.fs.open_input_file(store.path(study, *parts))).to_pylist() if store.exists(study, *parts) else []
+        folder, names = _table_files(store, study, name)
+        part = f"{trial_id}.parquet"
+        if part in names:
+            out[name] = _read_table(store, folder, part).to_pylist()
+            continue
+        holders = [n for n in names if is_compacted(n) and trial_id in _trial_ids(store, folder, n)]
+        out[name] = [r for n in holders for r in _read_table(store, folder, n, [trial_id]).to_pylist()]
     return out
 
 
 def read_trials(store: Store, study: str) -> pa.Table:
     """All trial rows of a study (an empty table with the schema when there are none)."""
-    parts = [pq.read_table(store.fs.open_input_file(store.path(study, "results", "trials", n)))
-             for n in store.list(study, "results", "trials") if n.endswith(".parquet")]
-    return pa.concat_tables(parts) if parts else SCHEMAS["trials"].empty_table()
+    folder, names = _table_files(store, study, "trials")
+    tables = [_read_table(store, folder, n) for n in names]
+    return pa.concat_tables(tables, promote_options="permissive") if tables else SCHEMAS["trials"].empty_table()
 
 
 def metadata_for(spec_hash: str, device: str) -> dict[str, str]:

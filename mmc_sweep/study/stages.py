@@ -10,6 +10,7 @@ from rich.console import Console
 
 from mmc_sweep.study.artifacts import has_base
 from mmc_sweep.study.callbacks import LiveProgress, ResultsSink
+from mmc_sweep.study.compaction import compact_study
 from mmc_sweep.study.interrupt import INTERRUPTS
 from mmc_sweep.study.optuna_record import OptunaRecord, reconcile
 from mmc_sweep.study.results import finished_trials, read_trials
@@ -164,6 +165,21 @@ def run_search_stage(spec: StudySpec, store: Store, options: RunOptions, console
         console.print(f"optuna: {len(lost)} trial(s) lost by an interrupted run recorded as failed")
 
 
+def compact(store: Store, spec: StudySpec, console: Console) -> None:
+    """Merge the part files written so far into a few large files (local and shared folders: an
+    object store has no atomic rename, so it keeps its part files). A failure loses nothing."""
+    if store.local_root is None:
+        return
+    try:
+        done = compact_study(store.local_root / spec.name)
+    except OSError as err:
+        console.print(f"[yellow]results not compacted[/] ({err}); the part files are complete as they are")
+        return
+    if done:
+        tables = ", ".join(f"{d.table} {d.files_before} -> {d.files_after}" for d in done)
+        console.print(f"results compacted (files: {tables}) in {sum(d.seconds for d in done):.1f} s")
+
+
 def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> StudyOutcome:
     folder = store.uri_of(spec.name)
     console.print(f"study [bold]{spec.name}[/] ({spec.hash}) -> {folder}")
@@ -176,9 +192,11 @@ def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Cons
     ok = run_reference_stage(spec, store, options, console)
     if INTERRUPTS.received:
         return _interrupted(folder, console)
+    compact(store, spec, console)
     run_search_stage(spec, store, options, console)
     if INTERRUPTS.received:
         return _interrupted(folder, console)
+    compact(store, spec, console)
     rows = [r for r in read_trials(store, spec.name).to_pylist() if r["role"] == "search"]
     completed = sum(r["status"] == "completed" for r in rows)
     failed = sum(r["status"] == "failed" for r in rows)
