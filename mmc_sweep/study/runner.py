@@ -99,9 +99,13 @@ def connect_ray(options: RunOptions) -> None:
         # "local": no address means a new local Ray, never a cluster found in /tmp/ray (that takes --address auto)
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=options.verbose,
                  logging_level=logging.INFO if options.verbose else logging.ERROR)
-    except (ConnectionError, RuntimeError, ValueError) as err:
+    except (ConnectionError, RuntimeError, ValueError, getattr(ray.exceptions, "AuthenticationError", ConnectionError)) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(f"--address {address}: could not connect to Ray: {first}") from None
+        # Ray 2.60 sends its token to a cluster named by address only with RAY_AUTH_MODE=token
+        hint = "" if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else (
+            "; a cluster with token authentication needs RAY_AUTH_MODE=token and its token "
+            "(README: Running on a Ray cluster)")
+        raise InputError(f"--address {address}: could not connect to Ray: {first}{hint}") from None
     finally:
         watchdog.cancel()
 
