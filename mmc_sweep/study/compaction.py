@@ -31,7 +31,8 @@ import pyarrow.parquet as pq
 
 from mmc_sweep.results_layout import (COMPACTED_PREFIX, MARKER, SPEC_HASH_KEY, SPEC_HASHES_KEY, TRIAL_IDS_KEY,
                                       is_compacted, is_visible_parquet, spec_hashes_in, staging_folder, trial_ids_in)
-from mmc_sweep.study.results import TABLES
+from mmc_sweep.study.results import TABLES, finished_trials
+from mmc_sweep.study.store import Store
 
 ROWS_PER_FILE = 1_000_000  # path rows: ~120 MB in memory while written, ~25 MB on disk
 ROW_GROUP_ROWS = 131_072  # row groups, not files, are what a filtered read skips
@@ -79,18 +80,6 @@ def recover(results: Path, table: str) -> None:
             shutil.rmtree(leftover)
 
 
-def committed_trials(results: Path) -> set[str]:
-    """Trials whose ``trials`` row is written: their other tables' rows are final (the commit protocol)."""
-    folder = results / "trials"
-    if not folder.is_dir():
-        return set()
-    ids: set[str] = set()
-    for name in os.listdir(folder):
-        if is_visible_parquet(name):
-            ids.update(trial_ids_in(name, pq.read_schema(folder / name).metadata if is_compacted(name) else None))
-    return ids
-
-
 def recover_study(study_dir: Path) -> None:
     for table in TABLES:
         recover(Path(study_dir) / "results", table)
@@ -102,9 +91,11 @@ def compact_study(study_dir: Path, exchange: bool = True) -> list[TableCompactio
 
     ``exchange=False`` uses the two-rename swap that file systems without ``RENAME_EXCHANGE`` get.
     """
-    results = Path(study_dir) / "results"
+    study_dir = Path(study_dir)
+    results = study_dir / "results"
     recover_study(study_dir)
-    committed = committed_trials(results)
+    # trials whose `trials` row is written: their other tables' rows are final (the commit protocol)
+    committed = finished_trials(Store.open(str(study_dir.parent)), study_dir.name)
     done = [_compact_table(results, table, committed, exchange) for table in TABLES]
     return [d for d in done if d is not None]
 
