@@ -115,8 +115,10 @@ def ray_cluster():
         initialize_head=True,
         head_node_args={"num_cpus": 1, "num_gpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False},
     )
-    # one CPU on the head: any two one-CPU trials running at once must use both nodes
-    cluster.add_node(num_cpus=3, object_store_memory=100 * 2**20)
+    # one CPU on each node, as many as the machine's cores: any two one-CPU trials running at once
+    # use both nodes, and trials beyond two reuse a finished trial's worker process instead of
+    # starting (and importing torch in) one more on cores that are all busy
+    cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
     ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
     yield cluster
     ray.shutdown()

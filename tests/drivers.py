@@ -27,9 +27,16 @@ def driver(args: list[str], log: Path, **env: str) -> subprocess.Popen:
 
 
 def table(folder: Path, name: str) -> list[dict]:
-    """Every row of one results table of a study folder."""
+    """Every row of one results table of a study folder. While the study runs, its driver compacts the
+    results when a stage ends: a file listed just before the swap is gone when opened, so read again
+    (as the README tells every reader of a running study)."""
     parts = folder / "results" / name
-    return ds.dataset(str(parts), format="parquet").to_table().to_pylist() if parts.is_dir() else []
+    for attempt in range(5):
+        try:
+            return ds.dataset(str(parts), format="parquet").to_table().to_pylist() if parts.is_dir() else []
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
 
 
 def search_results(folder: Path) -> set[str]:
