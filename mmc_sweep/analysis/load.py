@@ -100,8 +100,6 @@ def _read_one(path: Path, wanted: Callable[[str], bool] | None) -> tuple[pa.Tabl
         columns = None if wanted is None else [c for c in schema.names if wanted(c)]
         # One-row files: threads inside a file only add overhead; pandas metadata is not needed.
         table = pf.read(columns=columns, use_threads=False, use_pandas_metadata=False)
-    except FileNotFoundError:
-        raise
     except (OSError, pa.ArrowException):  # a damaged file: reported by name, the rest is still read
         if not path.exists():  # gone (a compaction swapped the folder), not damaged: the caller reads again
             raise FileNotFoundError(path) from None
