@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from mmc_sweep.analysis.cli import cmd_analyze  # noqa: E402
-from mmc_sweep.analysis.load import read_paths  # noqa: E402
+from mmc_sweep.analysis.load import read_paths, table_files  # noqa: E402
 from mmc_sweep.analysis.synthetic import write_synthetic_study  # noqa: E402
 
 
@@ -42,10 +42,6 @@ def time_analyze(folder: Path, importance: bool) -> tuple[float, str]:
     return time.perf_counter() - start, out.getvalue()
 
 
-def table_files(folder: Path) -> list[Path]:
-    return [f for t in ("trials", "paths", "history") for f in (folder / "results" / t).glob("*.parquet")]
-
-
 def measure(trials: int, alphas: int, root: Path) -> dict[str, float]:
     """Write a synthetic study, time analyze on its part files, compact it, time analyze again."""
     start = time.perf_counter()
@@ -53,14 +49,14 @@ def measure(trials: int, alphas: int, root: Path) -> dict[str, float]:
     out = {"write": time.perf_counter() - start}
     # Every run finds the files in the OS page cache (just written): this times parsing, not the disk.
     out["parts"], _ = time_analyze(folder, importance=False)
-    out["files_before"] = len(table_files(folder))
+    out["files_before"] = sum(len(table_files(folder, t)) for t in ("trials", "paths", "history"))
     # in its own process, as the driver or `run_study.py compact` does it: the memory it churns
     # through (GBs at 20,000 trials) is handed back before analyze runs, as it would be for a user
     start = time.perf_counter()
     subprocess.run([sys.executable, str(REPO / "run_study.py"), "compact", str(folder)], check=True,
                    stdout=subprocess.DEVNULL)
     out["compact"] = time.perf_counter() - start
-    out["files_after"] = len(table_files(folder))
+    out["files_after"] = sum(len(table_files(folder, t)) for t in ("trials", "paths", "history"))
     out["compacted"], text = time_analyze(folder, importance=False)
     assert "Methods" in text and "Pareto front" in text
     out["importance"], _ = time_analyze(folder, importance=True)

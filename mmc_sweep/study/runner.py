@@ -8,6 +8,7 @@ Stages, each a Ray Tune experiment under ``<study>/tune/<stage>`` that an interr
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -165,12 +166,12 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
     check_fits_a_node(spec)
     if not store.exists(spec.name, "study.yaml"):  # written once Ray is up: a failed connect leaves nothing
         store.write_bytes(dump_study(spec).encode(), spec.name, "study.yaml")
-    if store.local_root is None:  # an object store: no lock, no compaction (no atomic rename)
-        with INTERRUPTS:  # Ctrl-C / SIGTERM: a graceful stop, exit 130 / 143
-            return run_stages(spec, store, options, console)
     from mmc_sweep.study.compaction import recover_study
     from mmc_sweep.study.lock import study_lock
 
-    with study_lock(store.local_root / spec.name), INTERRUPTS:
-        recover_study(store.local_root / spec.name)  # a compaction that died half-way is finished or undone
+    # a local or shared folder has one writer at a time; an object store has no lock (and no compaction)
+    folder = None if store.local_root is None else store.local_root / spec.name
+    with study_lock(folder) if folder else contextlib.nullcontext(), INTERRUPTS:  # Ctrl-C / SIGTERM: graceful, 130 / 143
+        if folder:
+            recover_study(folder)  # a compaction that died half-way is finished or undone
         return run_stages(spec, store, options, console)
