@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from mmc_sweep.config import FinetuneSpec
 from mmc_sweep.data import CueTask, ImageSet
+from mmc_sweep.data.imageset import host_to
 from mmc_sweep.data.task import derive_seed
 from mmc_sweep.models import CueModel
 from mmc_sweep.train import EpochCallback, fit
@@ -184,21 +185,22 @@ def interpolated_state(start: nn.Module, end: nn.Module, t: float) -> dict[str, 
 
 def _class_means(a: torch.Tensor, ya: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(C, D) class means of the rows of ``a`` (zeros for absent classes) and (C,) class counts."""
-    one = F.one_hot(ya, num_classes).to(a.dtype)  # (N, C): batched class sums, no Python loop
+    one = (ya[:, None] == torch.arange(num_classes, device=ya.device)).to(a.dtype)  # (N, C) one-hot: batched class sums
     count = one.sum(0)
     return one.T @ a / count.clamp(min=1).unsqueeze(1), count
 
 
+# Both invariance forms weight classes by a 0/1 mask of the classes present in both sets instead of
+# selecting them: a boolean index or an ``if mask.any()`` makes the host wait for the GPU every step.
+
 def class_mean_distance(a: torch.Tensor, ya: torch.Tensor, b: torch.Tensor, yb: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Invariance form ``norm_then_mean``: mean squared distance between class means of L2-normalised
-    features, over classes in both sets."""
+    features, over classes in both sets (0 when there is none)."""
     a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
     mean_a, count_a = _class_means(a, ya, num_classes)
     mean_b, count_b = _class_means(b, yb, num_classes)
-    shared = (count_a > 0) & (count_b > 0)
-    if not shared.any():
-        return a.sum() * 0
-    return (mean_a[shared] - mean_b[shared]).pow(2).sum(1).mean()
+    shared = ((count_a > 0) & (count_b > 0)).to(a.dtype)
+    return ((mean_a - mean_b).pow(2).sum(1) * shared).sum() / shared.sum().clamp(min=1)
 
 
 def paper_class_mean_distance(a: torch.Tensor, ya: torch.Tensor, b: torch.Tensor, yb: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -207,9 +209,9 @@ def paper_class_mean_distance(a: torch.Tensor, ya: torch.Tensor, b: torch.Tensor
     classes, present or not)."""
     mean_a, count_a = _class_means(a, ya, num_classes)
     mean_b, count_b = _class_means(b, yb, num_classes)
-    shared = (count_a > 0) & (count_b > 0)
-    gap = F.normalize(mean_a[shared], dim=1) - F.normalize(mean_b[shared], dim=1)
-    return gap.pow(2).sum() / num_classes  # an empty sum is 0, still connected to the graph
+    shared = ((count_a > 0) & (count_b > 0)).to(a.dtype)
+    gap = F.normalize(mean_a, dim=1) - F.normalize(mean_b, dim=1)
+    return (gap.pow(2).sum(1) * shared).sum() / num_classes
 
 
 INVARIANCE_LOSSES = {"norm_then_mean": class_mean_distance, "paper": paper_class_mean_distance}
@@ -237,7 +239,7 @@ def cbft(cue_model, clean, spec, cue_data=None, on_epoch=None, resume=None) -> C
     invariance = INVARIANCE_LOSSES[spec.invariance_form]
 
     def cue_batch(rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        pick = torch.randint(len(cue_data), (spec.cue_batch_size,), generator=rng).to(cue_data.x.device)
+        pick = host_to(torch.randint(len(cue_data), (spec.cue_batch_size,), generator=rng), cue_data.x.device)
         return cue_data.x[pick], cue_data.y[pick]
 
     def barrier(xc: torch.Tensor, yc: torch.Tensor, rng: torch.Generator) -> torch.Tensor:

@@ -30,18 +30,22 @@ def outputs_metrics(outputs: dict[str, tuple[Tensor, Tensor]], views: dict[str, 
       with their own cue and with a random one, and ``rep_cosine``, the mean cosine similarity of
       their penultimate features.
     """
-    out: dict[str, float] = {}
+    # every metric stays a 0-d tensor until one host transfer at the end: each float() of a CUDA
+    # tensor waits for the GPU, and a trial sharing its GPU would wait for its neighbours' work too
+    out: dict[str, Tensor] = {}
     for name, (_, logits) in outputs.items():
         y = views[name].y
-        out[f"acc_{name}"] = float((logits.argmax(1) == y).float().mean())
-        out[f"loss_{name}"] = float(F.cross_entropy(logits, y))
-    if "rand_img" in outputs:
-        out["cue_reliance"] = cue_reliance(out["acc_rand_img"], num_classes)
+        out[f"acc_{name}"] = (logits.argmax(1) == y).float().mean()
+        out[f"loss_{name}"] = F.cross_entropy(logits, y)
     if "cue" in outputs and "rand_cue" in outputs:
         (f_cue, l_cue), (f_rand, l_rand) = outputs["cue"], outputs["rand_cue"]
-        out["pred_consistency"] = float((l_cue.argmax(1) == l_rand.argmax(1)).float().mean())
-        out["rep_cosine"] = float(F.cosine_similarity(f_cue, f_rand, dim=1).mean())
-    return out
+        out["pred_consistency"] = (l_cue.argmax(1) == l_rand.argmax(1)).float().mean()
+        out["rep_cosine"] = F.cosine_similarity(f_cue, f_rand, dim=1).mean()
+    # float64 holds every float32 value exactly: the same numbers float() gave
+    values = dict(zip(out, torch.stack([v.double() for v in out.values()]).tolist())) if out else {}
+    if "rand_img" in outputs:
+        values["cue_reliance"] = cue_reliance(values["acc_rand_img"], num_classes)
+    return values
 
 
 def view_metrics(model: CueModel, views: dict[str, ImageSet], batch_size: int = 256) -> dict[str, float]:

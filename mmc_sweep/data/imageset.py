@@ -8,6 +8,18 @@ import torch
 from torch import Tensor
 
 
+def host_to(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` (a batch's indices, drawn on the CPU) on ``device`` without making the host wait for the GPU.
+
+    A plain copy from pageable memory synchronises the CUDA stream: every step would wait until the
+    GPU has drained, and a trial sharing its GPU would wait for its neighbours' work too. From pinned
+    memory the copy is queued like a kernel (PyTorch keeps the pinned buffer until it is done).
+    """
+    if t.device.type != "cpu" or device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: tensors have no single truth value; compare fields
 class ImageSet:
     """Images ``x`` (N, 3, H, W) float32 in [0, 1] and labels ``y`` (N,) int64, on one device."""
@@ -29,7 +41,7 @@ class ImageSet:
 
     def subset(self, index: Tensor) -> ImageSet:
         """The images at ``index`` (LongTensor of positions or a bool mask), in that order."""
-        index = index.to(self.x.device)
+        index = host_to(index, self.x.device)
         return ImageSet(self.x[index], self.y[index])
 
     def random_subset(self, n: int, seed: int) -> ImageSet:
@@ -51,7 +63,7 @@ class ImageSet:
             for start in range(0, stop, batch_size):
                 yield self.x[start:start + batch_size], self.y[start:start + batch_size]
             return
-        order = torch.randperm(n, generator=generator).to(self.x.device)
+        order = host_to(torch.randperm(n, generator=generator), self.x.device)
         for start in range(0, stop, batch_size):
             idx = order[start:start + batch_size]
             yield self.x[idx], self.y[idx]

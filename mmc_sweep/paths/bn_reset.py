@@ -6,6 +6,7 @@ from torch import nn
 
 from mmc_sweep.config import BNResetSpec
 from mmc_sweep.data import ImageSet
+from mmc_sweep.data.imageset import host_to
 
 
 def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -25,11 +26,14 @@ def reset_bn(model: nn.Module, spec: BNResetSpec, batches: list[torch.Tensor]) -
     saved = [m.momentum for m in layers]
     for m in layers:
         m.reset_running_stats()
-        if spec.mode == "cumulative":
-            m.momentum = None
     model.train()
     with torch.no_grad():
-        for x in batches:
+        for k, x in enumerate(batches, start=1):
+            if spec.mode == "cumulative":
+                # momentum 1/k after k batches is the exact running average: what momentum=None
+                # computes, without reading the batch counter back from the GPU every layer and batch
+                for m in layers:
+                    m.momentum = 1.0 / k
             model(x)
     for m, momentum in zip(layers, saved):
         m.momentum = momentum
@@ -40,7 +44,7 @@ def fixed_batches(data: ImageSet, batches: int, batch_size: int, seed: int) -> l
     """``batches`` batches of images drawn once by ``seed``: the same images wherever they are used."""
     gen = torch.Generator().manual_seed(seed)
     need = min(batches * batch_size, len(data))
-    index = torch.randperm(len(data), generator=gen)[:need].to(data.x.device)
+    index = host_to(torch.randperm(len(data), generator=gen)[:need], data.x.device)
     return list(data.x[index].split(batch_size))
 
 
