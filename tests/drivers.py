@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +25,31 @@ def driver(args: list[str], log: Path, **env: str) -> subprocess.Popen:
     full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", **env}
     return subprocess.Popen([sys.executable, str(REPO / "run_study.py"), *args], cwd=REPO, env=full_env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def run_sampling_free_gpu(args: list[str]) -> tuple[int, list[float]]:
+    """``mmc_sweep.cli.main(args)`` in this process (on the session's Ray), and Ray's unclaimed GPU
+    share sampled every 50 ms while it ran."""
+    import ray
+
+    from mmc_sweep.cli import main
+
+    free_gpu: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            free_gpu.append(ray.available_resources().get("GPU", 0.0))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        code = main(args)
+    finally:
+        stop.set()
+        watcher.join()
+    return code, free_gpu
 
 
 def table(folder: Path, name: str) -> list[dict]:

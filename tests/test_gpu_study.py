@@ -2,9 +2,6 @@
 each computing on it with its CUDA memory capped to its quarter. Skipped without CUDA."""
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 import torch
 
@@ -12,30 +9,14 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def test_quarter_gpu_trials_share_the_real_card_each_within_its_quarter(ray_cluster, tmp_path):
-    import ray
-
-    from drivers import table
-    from mmc_sweep.cli import main
+    from drivers import run_sampling_free_gpu, table
     from study_files import write_study
 
     # the session cluster's head advertises one GPU: here it is the real one (CUDA_VISIBLE_DEVICES=0)
     spec_file = write_study(tmp_path, "real_quarters", baselines=[], resources={"cpu": 0.25, "gpu": 0.25},
                             finetune={"epochs": 8})
-    free_gpu = []  # Ray's unclaimed GPU share, sampled while the study runs
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            free_gpu.append(ray.available_resources().get("GPU", 0.0))
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        assert main(["run", str(spec_file), "--storage", str(tmp_path / "store")]) == 0
-    finally:
-        stop.set()
-        watcher.join()
+    code, free_gpu = run_sampling_free_gpu(["run", str(spec_file), "--storage", str(tmp_path / "store")])
+    assert code == 0
     assert min(free_gpu) == pytest.approx(0.0)  # four quarter trials held the card at once
     search = [r for r in table(tmp_path / "store" / "real_quarters", "trials") if r["role"] == "search"]
     assert len(search) == 4 and all(r["status"] == "completed" for r in search)

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from drivers import run_sampling_free_gpu
 from mmc_sweep.cli import main
 from study_files import TINY, write_study
 
@@ -90,27 +89,12 @@ def test_rerunning_a_finished_study_changes_nothing(first_study, tmp_path_factor
 
 
 def test_fractional_gpu_trials_run_at_once_and_reuse_base_models(first_study, tmp_path):
-    import ray
-
     _, store = first_study
     models_before = {p: p.stat().st_mtime_ns for p in (store / "models").rglob("*") if p.is_file()}
     spec_file = write_study(tmp_path, "gpu_quarters", baselines=[], resources={"cpu": 0.25, "gpu": 0.25},
                             finetune={"epochs": 8})
-    free_gpu = []  # Ray's unclaimed GPU share, sampled while the study runs
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            free_gpu.append(ray.available_resources().get("GPU", 0.0))
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        assert main(["run", str(spec_file), "--storage", str(store)]) == 0
-    finally:
-        stop.set()
-        watcher.join()
+    code, free_gpu = run_sampling_free_gpu(["run", str(spec_file), "--storage", str(store)])
+    assert code == 0
     assert min(free_gpu) == pytest.approx(0.0)  # four 0.25-GPU trials held the one GPU at once
     folder = store / "gpu_quarters"
     assert not (folder / "tune" / "base").exists()  # the first study's base models were found
