@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pyarrow.dataset as ds
+import torch
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -70,14 +70,14 @@ def search_results(folder: Path) -> set[str]:
     return {r["trial_id"] for r in table(folder, "trials") if r["role"] == "search"}
 
 
+def trial_states(folder: Path) -> dict[str, dict]:
+    """Search trial id -> the newest epoch state it saved (``<study>/trial_states/search/<id>.pt``)."""
+    return {p.stem: torch.load(p, weights_only=True) for p in (folder / "trial_states" / "search").glob("*.pt")}
+
+
 def latest_checkpoints(folder: Path) -> dict[str, int]:
-    """Search trial directory name -> the index of its newest epoch checkpoint (0 = after epoch 1)."""
-    out = {}
-    for trial_dir in (folder / "tune" / "search").glob("search_trial_*"):
-        epochs = [int(m.group(1)) for c in trial_dir.glob("checkpoint_*") if (m := re.search(r"(\d+)$", c.name))]
-        if epochs:
-            out[trial_dir.name] = max(epochs)
-    return out
+    """Search trial id -> the index of its newest epoch state (0 = after epoch 1)."""
+    return {trial_id: len(state["history"]) - 1 for trial_id, state in trial_states(folder).items()}
 
 
 def wait_for_running_trial(proc: subprocess.Popen, folder: Path, min_checkpoint: int, log: Path,

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_DEADLINE_S = 240.0  # safety nets only: the test takes about a minute
@@ -36,14 +37,9 @@ def _finished(folder: Path) -> set[str]:
 
 
 def _checkpointed(folder: Path) -> dict[str, int]:
-    """Search trial id -> the highest epoch checkpoint index on disk (checkpoint_000001: epoch 2)."""
-    found = {}
-    for trial_dir in (folder / "tune" / "search").glob("search_trial_*"):
-        match = re.match(r"search_trial_([0-9a-f]+)_", trial_dir.name)
-        indices = [int(c.name.rsplit("_", 1)[1]) for c in trial_dir.glob("checkpoint_*")]
-        if match and indices:
-            found[match.group(1)] = max(indices)
-    return found
+    """Search trial id -> the index of its newest epoch state on disk (0: after epoch 1)."""
+    return {p.stem: len(torch.load(p, weights_only=True)["history"]) - 1
+            for p in (folder / "trial_states" / "search").glob("*.pt")}
 
 
 def main(study_file: str, storage: str, report_path: str, log_path: str) -> int:

@@ -6,10 +6,9 @@ import collections
 import os
 import signal
 
-import torch
 from optuna.trial import TrialState
 
-from drivers import (assert_journal_matches_parquet, driver, journal_trials, search_results, table,
+from drivers import (assert_journal_matches_parquet, driver, journal_trials, search_results, table, trial_states,
                      wait_for_running_trial)
 from study_files import search, write_study
 
@@ -17,13 +16,8 @@ OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
 
 
 def _elapsed_at_newest_checkpoints(folder) -> dict[str, float]:
-    """Trial directory -> seconds of work its newest epoch checkpoint says the trial had done."""
-    out = {}
-    for trial_dir in (folder / "tune" / "search").glob("search_trial_*"):
-        checkpoints = sorted(trial_dir.glob("checkpoint_*"))
-        if checkpoints:
-            out[trial_dir.name] = torch.load(checkpoints[-1] / "state.pt", weights_only=True)["elapsed_s"]
-    return out
+    """Trial id -> seconds of work its newest epoch state says the trial had done."""
+    return {trial_id: state["elapsed_s"] for trial_id, state in trial_states(folder).items()}
 
 
 def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_path):

@@ -28,7 +28,7 @@ def has_base(store: Store, key: BaseModelSpec) -> bool:
     return store.exists(*model_folder(key), "model.pt")
 
 
-def _read_state(store: Store, *parts: str, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+def _read_state(store: Store, *parts: str, device: torch.device | str = "cpu") -> dict:
     return torch.load(io.BytesIO(store.read_bytes(*parts)), map_location=device, weights_only=True)
 
 
@@ -46,6 +46,25 @@ def load_base(store: Store, key: BaseModelSpec, task: CueTask, device: torch.dev
 
 def save_base(store: Store, key: BaseModelSpec, model: CueModel, info: dict) -> None:
     _write_state(store, model.state_dict(), info, *model_folder(key), name="model.pt")
+
+
+def trial_state_parts(study: str, experiment: str, tune_trial_id: str) -> tuple[str, ...]:
+    """Where a running trial keeps its newest epoch state: ``<study>/trial_states/<experiment>/<id>.pt``.
+
+    Trials resume from this file, not from Ray Tune's checkpoints: Tune deletes all but the newest
+    checkpoints of a trial before its experiment snapshot names a newer one, so a driver killed in
+    between leaves a snapshot that points at a deleted checkpoint, which Tune cannot restore.
+    """
+    return study, "trial_states", experiment, f"{tune_trial_id}.pt"
+
+
+def save_trial_state(store: Store, parts: tuple[str, ...], state: dict) -> None:
+    store.write_bytes(to_buffer(lambda f: torch.save(state, f)), *parts)  # atomic: a kill leaves the last whole one
+
+
+def load_trial_state(store: Store, parts: tuple[str, ...]) -> dict | None:
+    """The saved state (None when the trial has saved none)."""
+    return _read_state(store, *parts) if store.exists(*parts) else None
 
 
 class StoreMidpoints:

@@ -17,7 +17,8 @@ from mmc_sweep.study.interrupt import INTERRUPTS
 from mmc_sweep.study.results import metadata_for, write_trial
 from mmc_sweep.study.spec import StudySpec
 from mmc_sweep.study.store import Store
-from mmc_sweep.study.trials import ROWS_KEY, checkpoint_state, params_row, search_settings
+from mmc_sweep.study.artifacts import load_trial_state, trial_state_parts
+from mmc_sweep.study.trials import ROWS_KEY, params_row, search_settings
 
 
 def trial_key(trial) -> str:
@@ -53,9 +54,10 @@ class ResultsSink(tune.Callback):
         row = {"trial_id": key, "role": self.role, "status": status, "error": error,
                "method": self.spec.finetune.method if self.role == "search" else trial.config["job"].get("method")}
         history = []
-        if self.role == "search":  # its settings, and the epochs it trained (from its last checkpoint)
+        if self.role == "search":  # its settings, and the epochs it trained (from its last epoch state)
             row.update(self._settings(trial.config))
-            history = (checkpoint_state(trial.checkpoint) or {}).get("history", [])  # the epochs it trained
+            state = load_trial_state(self.store, trial_state_parts(self.spec.name, "search", trial.trial_id))
+            history = (state or {}).get("history", [])
         self.write_payload({"trials": [row], "history": history}, trial.num_failures)
 
     def _settings(self, config: dict) -> dict:

@@ -46,7 +46,6 @@ def _experiment(stage: str, trainable, spec: StudySpec, store: Store, options: R
     else:
         run_config = tune.RunConfig(
             name=stage, storage_path=storage, storage_filesystem=fs, verbose=1 if options.verbose else 0, callbacks=callbacks,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # epoch checkpoints: the last two
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
         )
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
@@ -125,13 +124,14 @@ def search_samples(spec: StudySpec) -> int:
 
 
 def _scheduler(spec: StudySpec):
-    """Tune's ASHA on the study's per-epoch metric (one Tune iteration per epoch), or none (FIFO)."""
+    """Tune's ASHA on the study's per-epoch metric, or none (FIFO)."""
     if spec.search.scheduler != "asha":
         return None
     from ray.tune.schedulers import ASHAScheduler
 
     a = spec.search.asha
-    return ASHAScheduler(time_attr="training_iteration", metric=a.metric, mode=a.mode, grace_period=a.grace_period,
+    # time: the trial's epoch, not Tune's report count, which restarts at 0 when a trial resumes
+    return ASHAScheduler(time_attr="epoch", metric=a.metric, mode=a.mode, grace_period=a.grace_period,
                          reduction_factor=a.reduction_factor, max_t=10**6)  # max_t: trials end by their epochs
 
 

@@ -1,12 +1,13 @@
 """What one Ray Tune trial does: train a base model, or fine-tune the cue model and measure it.
 
-Every trial reports per-epoch metrics with an epoch checkpoint (``ray.tune.report``), resumes from
-``ray.tune.get_checkpoint()`` when restarted, and ends with one report holding its result rows as
-JSON (``rows_json``), which the driver's results sink writes to Parquet.
+Every trial reports per-epoch metrics (``ray.tune.report``) after saving its epoch state to the study
+storage (:func:`~mmc_sweep.study.artifacts.trial_state_parts`), resumes from that state when Tune
+restarts it, and ends with one report holding its result rows as JSON (``rows_json``), which the
+driver's results sink writes to Parquet.
 
 A fine-tuning trial that fails (an exception, a diverged loss) reports a ``failed`` row and returns:
 rerunning it would fail again. Only a dead worker (out of memory, lost node) is an error that Tune
-retries from the last epoch checkpoint (``failure.max_failures``).
+retries from the last epoch state (``failure.max_failures``).
 """
 from __future__ import annotations
 
@@ -15,10 +16,8 @@ import functools
 import json
 import math
 import os
-import tempfile
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -31,14 +30,14 @@ from mmc_sweep.experiment import Pair, device_label, finetune_and_measure, measu
 from mmc_sweep.finetune import total_epochs
 from mmc_sweep.gpu_share import claim_share, peak_mb
 from mmc_sweep.metrics import view_metrics
-from mmc_sweep.study.artifacts import StoreMidpoints, has_base, load_base, model_folder, save_base
+from mmc_sweep.study.artifacts import (StoreMidpoints, has_base, load_base, load_trial_state, model_folder, save_base,
+                                      save_trial_state, trial_state_parts)
 from mmc_sweep.study.results import PARAM_TYPES, read_trial
 from mmc_sweep.study.search import REUSE_KEY, ROWS_KEY  # ROWS_KEY: the final report's rows (JSON)
 from mmc_sweep.study.spec import StudySpec
 from mmc_sweep.study.store import Store
-from mmc_sweep.train import DivergedError, load_state
+from mmc_sweep.train import DivergedError
 
-STATE_FILE = "state.pt"
 # tests only: every fine-tuning trial's worker dies hard once, at the start of this epoch's report
 WORKER_EXIT_ENV = "MMC_SWEEP_FAULT_WORKER_EXIT_EPOCH"
 
@@ -63,22 +62,18 @@ def _setup(cpus: float, gpu: float = 0.0) -> torch.device:
     return torch.device("cpu")
 
 
-def _report_epoch(metrics: dict[str, Any], state: dict) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        torch.save(state, Path(folder) / STATE_FILE)
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+def _own_state(spec: StudySpec) -> tuple[str, ...]:
+    context = tune.get_context()
+    return trial_state_parts(spec.name, context.get_experiment_name(), context.get_trial_id())
 
 
-def checkpoint_state(checkpoint: tune.Checkpoint | None) -> dict | None:
-    """The state a trial saved in an epoch checkpoint (None without one)."""
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as folder:
-        return load_state(Path(folder) / STATE_FILE)
+def _report_epoch(metrics: dict[str, Any], state: dict, store: Store, spec: StudySpec) -> None:
+    save_trial_state(store, _own_state(spec), state)  # first: a kill after it loses no reported epoch
+    tune.report(metrics)
 
 
-def _restored_state() -> dict | None:
-    return checkpoint_state(tune.get_checkpoint())
+def _restored_state(store: Store, spec: StudySpec) -> dict | None:
+    return load_trial_state(store, _own_state(spec))
 
 
 # ---- base models: content-addressed under <storage>/models/<hash>/ (see artifacts) ---------------------
@@ -92,12 +87,12 @@ def base_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float) -> N
         tune.report({"epoch": 0, "reused": 1})
         return
     task = _cpu_task(key.data).to(device)
-    restored = _restored_state()
+    restored = _restored_state(store, spec)
     started = time.perf_counter() - (restored["elapsed_s"] if restored else 0.0)
 
     def on_epoch(epoch, loss, model, checkpoint) -> None:
         _report_epoch({"epoch": epoch, "train_loss": loss, "reused": 0},
-                      {"train": checkpoint(), "elapsed_s": time.perf_counter() - started})
+                      {"train": checkpoint(), "elapsed_s": time.perf_counter() - started}, store, spec)
 
     model = train_base(task, key.kind, key.model, key.train, device, on_epoch=on_epoch,
                        resume=restored["train"] if restored else None)
@@ -220,9 +215,9 @@ def _die_once(exit_epoch: int, epoch: int, store: Store, spec: StudySpec, trial_
 def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion: float, spec: StudySpec,
               store: Store, cpus: float, exit_epoch: int = 0) -> None:
     """Fine-tune the cue model of (seed, proportion), report per epoch, then measure and report rows.
-    ``duration_s`` counts the time before an interruption too (it travels in the checkpoint)."""
+    ``duration_s`` counts the time before an interruption too (it travels in the epoch state)."""
     device = _setup(cpus, spec.resources.gpu)
-    restored = _restored_state()
+    restored = _restored_state(store, spec)
     started = time.perf_counter() - (restored.get("elapsed_s", 0.0) if restored else 0.0)
     row = {"trial_id": trial_id, "role": role, "method": ft.method, "base_seed": seed, "cue_proportion": proportion,
            "epochs": total_epochs(ft), "device": device_label(device), "node": ray.get_runtime_context().get_node_id(),
@@ -238,7 +233,8 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
             history.append({"trial_id": trial_id, "epoch": epoch, **metrics})
             # objectives measured only at the end (barriers) are NaN per epoch: Tune needs every key
             _report_epoch({o: float("nan") for o in objectives} | {"epoch": epoch, **metrics},
-                          {"finetune": checkpoint(), "history": history, "elapsed_s": time.perf_counter() - started})
+                          {"finetune": checkpoint(), "history": history, "elapsed_s": time.perf_counter() - started},
+                          store, spec)
 
         final, paths = finetune_and_measure(task, models["cue"], models["clean"], ft, spec.paths, seed=seed, on_epoch=on_epoch,
                                             resume=restored["finetune"] if restored else None,
