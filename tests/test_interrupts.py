@@ -22,7 +22,8 @@ def _elapsed_at_newest_checkpoints(folder) -> dict[str, float]:
 
 def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_path):
     store = tmp_path / "store"
-    spec = write_study(tmp_path, "ctrl_c", finetune={"epochs": 10}, baselines=[], search=search(max_concurrent=2))
+    # NSGA-II: the quickstart's sampler, through Tune's snapshot and a resume (TPE: test_study_resume)
+    spec = write_study(tmp_path, "ctrl_c", finetune={"epochs": 10}, baselines=[], search=search(max_concurrent=2, sampler="nsga2"))
     folder = store / "ctrl_c"
     log = tmp_path / "run.log"
     run = driver(["run", str(spec), "--storage", str(store), "--address", ray_cluster.address], log)

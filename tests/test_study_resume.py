@@ -12,8 +12,9 @@ from study_files import write_study
 
 
 def test_kill_driver_then_resume(ray_cluster, tmp_path):
+    # TPE through Tune's snapshot and a resume (NSGA-II: test_interrupts; random: first_study; grid: test_study_run)
     store = tmp_path / "store"
-    spec_file = write_study(tmp_path, "killed", finetune={"epochs": 10}, search={**_search(), "max_concurrent": 2})
+    spec_file = write_study(tmp_path, "killed", finetune={"epochs": 10}, search={**_search(), "max_concurrent": 2, "sampler": "tpe"})
     folder = store / "killed"
     run = driver(["run", str(spec_file), "--storage", str(store), "--address", ray_cluster.address], tmp_path / "run.log")
     # a search trial has written its fourth epoch checkpoint (Tune snapshots the experiment at least

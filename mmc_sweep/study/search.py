@@ -1,31 +1,23 @@
 """The Optuna side of a study: samplers, the search space, and the searcher Ray Tune drives.
 
-The space is a dict of Optuna distributions (not a define-by-run function), so the searcher
-pickles cleanly into Tune's experiment snapshot. Where the trials are recorded: see optuna_record.
+The space is a dict of Optuna distributions (not a define-by-run function) and the sampler travels
+as a snapshot of plain data (see samplers), so the searcher pickles cleanly into Tune's experiment
+snapshot, on any Optuna release. Where the trials are recorded: see optuna_record.
 """
 from __future__ import annotations
 
 import pickle
-from typing import Callable
-
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from mmc_sweep.study.optuna_record import TUNE_ID, OptunaRecord, finite_values
+from mmc_sweep.study.samplers import rebuild, snapshot
 from mmc_sweep.study.spec import SearchSpec
 
 REUSE_KEY = "reuse_of"  # in a trial's config: the id of the finished trial with the same parameters
 ROWS_KEY = "rows_json"  # in a trial's final report: its result rows (a trial without one was stopped early)
-
-SAMPLERS: dict[str, Callable[[SearchSpec], optuna.samplers.BaseSampler]] = {
-    "tpe": lambda s: optuna.samplers.TPESampler(seed=s.seed, multivariate=True),
-    "nsga2": lambda s: optuna.samplers.NSGAIISampler(seed=s.seed, population_size=max(4, min(50, s.num_samples // 3))),
-    "random": lambda s: optuna.samplers.RandomSampler(seed=s.seed),
-    "grid": lambda s: optuna.samplers.GridSampler({p.name: p.grid() for p in s.space}, seed=s.seed),
-}
-
 
 def distributions(search: SearchSpec) -> dict[str, BaseDistribution]:
     """Optuna distributions of the searched settings (grid: every value as a categorical)."""
@@ -56,17 +48,18 @@ class StudySearcher(Searcher):
     without its final report). An interrupted
     trial is told nothing: Tune resumes it and it reports later. A proposal identical to a completed
     trial's parameters carries ``reuse_of`` (that trial's id): the trial reuses its result.
-    The Optuna record itself is the truth; only the sampler's state and Tune's ids are pickled.
+    The Optuna record itself is the truth; only the sampler's random states (plain data) and Tune's
+    ids are pickled: the sampler is rebuilt from the study's settings when the searcher is restored.
     """
 
     def __init__(self, search: SearchSpec, record: OptunaRecord) -> None:
         metrics = [o.metric for o in search.objectives]
         modes = [o.mode for o in search.objectives]
         super().__init__(metric=metrics if len(metrics) > 1 else metrics[0], mode=modes if len(modes) > 1 else modes[0])
-        self.objectives, self.record = metrics, record
+        self.search, self.objectives, self.record = search, metrics, record
         self.directions = ["maximize" if m == "max" else "minimize" for m in modes]
         self.space = distributions(search)
-        self.sampler = SAMPLERS[search.sampler](search)
+        self.sampler = rebuild(search, None)
         self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
         self._study: optuna.Study | None = None
 
@@ -105,12 +98,17 @@ class StudySearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
-            pickle.dump({"numbers": self.numbers, "sampler": self.sampler}, f)
+            pickle.dump({"numbers": self.numbers, "sampler": snapshot(self.sampler)}, f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
-        self.numbers, self.sampler, self._study = state["numbers"], state["sampler"], None
+        # "sampler": a snapshot, or a live sampler saved by mmc-sweep before snapshots
+        self.numbers, self.sampler, self._study = state["numbers"], rebuild(self.search, state["sampler"]), None
 
-    def __getstate__(self) -> dict:  # pickled into Tune's experiment snapshot: no open storage
-        return {**self.__dict__, "_study": None}
+    def __getstate__(self) -> dict:  # pickled into Tune's experiment snapshot: no open storage, no live sampler
+        return {**self.__dict__, "_study": None, "sampler": snapshot(self.sampler)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.sampler = rebuild(self.search, state["sampler"])

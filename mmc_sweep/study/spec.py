@@ -23,7 +23,7 @@ from mmc_sweep.finetune import METHODS
 from mmc_sweep.models import model_names
 from mmc_sweep.paths import BARRIER_TYPES, barrier_metric, kind_names
 
-SAMPLERS = ("tpe", "nsga2", "random", "grid")
+SAMPLER_NAMES = ("tpe", "nsga2", "random", "grid")  # built in study/samplers.py
 PARAM_TYPES = ("float", "int", "categorical")
 # metrics every search trial reports that an objective may name; barriers depend on the study (see barrier_objectives)
 OBJECTIVE_METRICS = tuple(f"{k}_{v}" for k in ("acc", "loss") for v in VIEWS) + INVARIANCE_METRICS
@@ -360,7 +360,7 @@ def _check_names(spec: StudySpec) -> None:
     for b in spec.baselines:
         _check_one(b, methods, "baselines")
     _check_one(spec.model.arch, model_names(), "model.arch")
-    _check_one(spec.search.sampler, SAMPLERS, "search.sampler")
+    _check_one(spec.search.sampler, SAMPLER_NAMES, "search.sampler")
     for kind in spec.paths.kinds:
         _check_one(kind, kind_names(), "paths.kinds")
     _check_objectives(spec)
