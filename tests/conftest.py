@@ -137,3 +137,14 @@ def first_study(ray_cluster, tmp_path_factory):
     spec_file = write_study(root, "first")
     code = main(["run", str(spec_file), "--storage", str(root / "store")])
     return code, root / "store"
+
+
+# Tests that start Ray (the session cluster, or a study on it) are `slow`; `pytest -m "not slow"`
+# is the inner loop. Tests that start a driver or a cluster of their own carry the mark themselves.
+_RAY_FIXTURES = {"ray_cluster", "first_study"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

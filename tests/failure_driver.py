@@ -62,10 +62,12 @@ def main(study_file: str, storage: str, report_path: str, log_path: str) -> int:
         "num_cpus": 1, "object_store_memory": 80 * 2**20, "include_dashboard": False, "_system_config": system_config})
     study = None
     try:
+        # connect while the head is the only node: Ray before 2.54 attaches this driver to any node of
+        # the cluster, and a driver on the worker could not remove it
+        ray.init(address=cluster.address, log_to_driver=False)
         worker = cluster.add_node(num_cpus=2, object_store_memory=80 * 2**20)
         cluster.wait_for_nodes()
         timeline["cluster_up"] = round(time.monotonic() - started, 1)
-        ray.init(address=cluster.address, log_to_driver=False)
         report.update(address=cluster.address, head_node=cluster.head_node.node_id, worker_node=worker.node_id)
         # The head's only CPU is held until the worker is lost: every trial before that runs on the
         # worker (two at a time), every trial after it on the head.

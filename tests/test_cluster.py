@@ -21,6 +21,8 @@ import pytest
 
 from study_files import search, write_study
 
+pytestmark = pytest.mark.slow  # a real head node of its own
+
 pytest.importorskip("ray.dashboard.optional_deps", reason="the job SDK and dashboard need: pip install -e '.[cluster]'")
 from ray.job_submission import JobStatus, JobSubmissionClient  # noqa: E402
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import pyarrow.dataset as ds
+import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -92,6 +93,7 @@ def test_a_dead_worker_is_retried_from_its_last_checkpoint(ray_cluster, tmp_path
 
 # ---- item 4: a node lost while its trials run --------------------------------------------------------------
 
+@pytest.mark.slow  # a cluster of its own, in a subprocess
 def test_trials_of_a_lost_node_are_rescheduled_from_their_checkpoints(tmp_path):
     """On a fresh two-node cluster (in a subprocess: see tests/failure_driver.py), the worker node
     is removed while search trials run on it; they finish on the head from their checkpoints.
