@@ -212,8 +212,9 @@ def _kinds_rows(trial_id: str) -> tuple[dict, list[dict]]:
     return row, paths
 
 
-def write_kinds_study(storage: Path, name: str = "kinds") -> Path:
-    """The three-kinds study under ``storage/name`` (study.yaml plus every trial of :data:`KINDS_TRIALS`)."""
+def write_kinds_study(storage: Path, name: str = "kinds", changes: dict[str, dict] | None = None) -> Path:
+    """The three-kinds study under ``storage/name`` (study.yaml plus every trial of :data:`KINDS_TRIALS`);
+    ``changes``: trial id -> columns whose values replace the made-up ones."""
     from mmc_sweep.study.results import write_trial
     from mmc_sweep.study.store import Store
 
@@ -229,6 +230,7 @@ def write_kinds_study(storage: Path, name: str = "kinds") -> Path:
     metadata = {"spec_hash": SPEC_HASH, "versions": "{}", "device": "cpu"}
     for order, trial_id in enumerate(KINDS_TRIALS):
         row, paths = _kinds_rows(trial_id)
+        row.update((changes or {}).get(trial_id, {}))
         row["finished_at"] = START + timedelta(minutes=order)
         write_trial(store, name, {"trials": [row], "paths": paths}, metadata)
     return folder

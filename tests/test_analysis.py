@@ -35,6 +35,8 @@ def row(method, role, trial_id, accs, reliance, n_clean, barriers):
            "acc_clean": accs[0], "acc_cue": accs[1], "acc_rand_cue": accs[2], "acc_rand_img": accs[3],
            "cue_reliance": reliance, "n_clean": n_clean}
     out.update(NAN_BARRIERS if barriers is None else dict(zip(NAN_BARRIERS, barriers)))
+    # one model per row: no seed interval
+    out.update({f"{c}{end}": None for c in list(out)[4:] for end in ("_lo", "_hi")})
     return out
 
 
@@ -319,7 +321,7 @@ def test_path_kinds_and_expected_rows_from_the_spec():
 def test_method_table_has_barriers_of_every_kind(kinds_dir):
     study = load_study(kinds_dir)
     table = method_table(study.trials, study.spec, top=3)
-    barriers = [c for c in table.columns if c.startswith("barrier_")]
+    barriers = [c for c in table.columns if c.startswith("barrier_") and not c.endswith(("_lo", "_hi"))]
     assert barriers == [barrier_column("barrier_loss", k, p, v) for k in SHOWN_KINDS
                         for p in ("cue_to_ft", "ft_to_clean") for v in ("cue", "clean")]
     assert list(table["method"]) == ["base_cue", "base_clean", "naive_ft", "cbft", "cbft"]  # no control pair
@@ -329,8 +331,13 @@ def test_method_table_has_barriers_of_every_kind(kinds_dir):
             for view in ("cue", "clean"):
                 # base_clean: its cue->ft barriers are the base pair's cue->clean path, mean over both seeds
                 cue_path = "cue_to_clean" if method == "base_clean" else "cue_to_ft"
-                got = rows.at[",".join(ids), barrier_column("barrier_loss", kind, "cue_to_ft", view)]
+                column = barrier_column("barrier_loss", kind, "cue_to_ft", view)
+                got = rows.at[",".join(ids), column]
                 assert got == pytest.approx(mean_barrier(ids, "barrier_loss", kind, cue_path, view))
+                # two base seeds: the interval is their range
+                each = sorted(kinds_barrier(i, "barrier_loss", kind, cue_path, view) for i in ids)
+                lo, hi = rows.at[",".join(ids), column + "_lo"], rows.at[",".join(ids), column + "_hi"]
+                assert (lo, hi) == pytest.approx(tuple(each)) if len(ids) == 2 else np.isnan(lo) and np.isnan(hi)
                 far = rows.at[",".join(ids), barrier_column("barrier_loss", kind, "ft_to_clean", view)]
                 if method == "base_clean":
                     assert np.isnan(far)
@@ -382,7 +389,8 @@ def test_connectivity_leaves_out_paths_a_model_does_not_have(kinds_dir):
     assert set(table.loc[table["trial_id"] == "cbft_2", "path"]) == {"ft_to_clean"}
     only = connectivity_table(trials, study.spec, kinds=["lmcp"], views=["cue"])
     assert set(only["kind"]) == {"lmcp"} and [c for c in only if c.startswith("barrier_")] == \
-        ["barrier_loss_cue", "barrier_acc_cue"]
+        ["barrier_loss_cue", "barrier_acc_cue", "barrier_loss_cue_lo", "barrier_loss_cue_hi",
+         "barrier_acc_cue_lo", "barrier_acc_cue_hi"]
 
 
 def test_summary_counts_the_control_pair(kinds_dir, capsys):

@@ -13,6 +13,7 @@ from typing import Sequence
 import pandas as pd
 
 from mmc_sweep.analysis.columns import barrier_column
+from mmc_sweep.analysis.seeds import HI, LO
 from mmc_sweep.analysis.spec import path_kinds, path_views
 from mmc_sweep.analysis.tables import (CONTROL_METHOD, DEFAULT_TOLERANCE_PP, DEFAULT_TOP, ID_COLUMNS, completed,
                                        mean_row, model_groups)
@@ -24,8 +25,9 @@ FINETUNED_PATHS = ("cue_to_ft", "ft_to_clean")
 
 
 def connectivity_columns(views: Sequence[str]) -> tuple[str, ...]:
-    """``barrier_loss_<view>`` for every view, then ``barrier_acc_<view>``."""
-    return ID_COLUMNS + ("path", "kind") + tuple(f"{t}_{v}" for t in BARRIER_TYPES for v in views)
+    """``barrier_loss_<view>`` for every view, then ``barrier_acc_<view>``, then their seed intervals."""
+    values = tuple(f"{t}_{v}" for t in BARRIER_TYPES for v in views)
+    return ID_COLUMNS + ("path", "kind") + values + tuple(c + end for c in values for end in (LO, HI))
 
 
 def connectivity_table(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,

@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 
 from mmc_sweep.analysis.columns import KIND_LABELS, KINDS, parse_barrier_column, path_label
 from mmc_sweep.analysis.pareto import metric_column, non_dominated
+from mmc_sweep.analysis.seeds import interval, interval_name
 from mmc_sweep.analysis.spec import Objective, objectives
 from mmc_sweep.analysis.tables import completed, with_n_clean
 
@@ -276,7 +277,15 @@ def pareto_figure(trials: pd.DataFrame, spec: dict, file: Path, size: Size) -> P
             marker = BASELINE_MARKERS[baseline_index % len(BASELINE_MARKERS)]
             style = {"marker": marker, "color": f"C{baseline_index + 1}"}
             kind, baseline_index = "baseline", baseline_index + 1
-        ax.scatter(rows[xcol], rows[ycol], edgecolors="black", s=110, zorder=3, label=f"{method} ({kind})", **style)
+        if len(rows) == 1:
+            ax.scatter(rows[xcol], rows[ycol], edgecolors="black", s=110, zorder=3, label=f"{method} ({kind})", **style)
+            continue
+        # several base seeds: their mean, with the seed interval as error bars (seeds.INTERVAL_RULE)
+        mean = [float(rows[c].mean()) for c in (xcol, ycol)]
+        errors = [[[m - lo], [hi - m]] for m, (lo, hi) in zip(mean, (interval(rows[c].tolist()) for c in (xcol, ycol)))]
+        ax.errorbar(mean[0], mean[1], xerr=errors[0], yerr=errors[1], color="black", linewidth=1, capsize=3, zorder=2)
+        ax.scatter([mean[0]], [mean[1]], edgecolors="black", s=110, zorder=3,
+                   label=f"{method} ({kind}; mean of n = {len(rows)} seeds, bars: {interval_name(len(rows))})", **style)
     ax.set_xlabel(axis_label(x_obj.metric, x_obj.mode))
     ax.set_ylabel(axis_label(y_obj.metric, y_obj.mode))
     ax.set_title(f"{spec.get('name', 'study')}: search trials on the study's objectives ({len(search)} completed)")

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mmc_sweep.analysis.columns import VIEWS, barrier_label, path_label
+from mmc_sweep.analysis.seeds import HI, INTERVAL_RULE, LO
 
 FORMATS = ("table", "markdown", "csv", "json")
 SECTIONS = ("summary", "methods", "connectivity", "pareto", "importance")
@@ -171,13 +173,33 @@ def compare_blocks(report: dict[str, Any]) -> list[Block]:
                       "missing": s["trials_missing"], "spec hash": s["spec_hash"]} for s in studies)
     rows = tuple(report["methods"])
     cols = _columns(rows, ("method", "role", "metric"))
-    notes = (studies[0]["best_rule"] if studies else "", "delta = study minus the first study",
+    notes = (studies[0]["best_rule"] if studies else "", "delta = study minus the first study; noise: whether the two studies' seed intervals overlap",
              *(f"{s['label']}: {s['views']}" for s in studies))
     return [Block("Studies", ("study", "folder", "completed", "missing", "spec hash"), overview),
             Block("Methods compared", cols, rows, caption=UNITS, notes=notes)]
 
 
 # ------------------------------------------------------------------------------------- formats
+def folded(block: Block) -> Block:
+    """For the printed formats: each ``<column>_lo`` / ``<column>_hi`` pair folded into its column's
+    cell as ``mean [lo, hi]`` (CSV and JSON keep the three raw columns); the rule joins the notes."""
+    bounded = [c for c in block.columns if c + LO in block.columns and c + HI in block.columns]
+    if not bounded:
+        return block
+    hidden = {c + end for c in bounded for end in (LO, HI)}
+    rows, any_interval = [], False
+    for row in block.rows:
+        out = {c: v for c, v in row.items() if c not in hidden}
+        for c in bounded:
+            lo, hi = row.get(c + LO), row.get(c + HI)
+            if row.get(c) is not None and lo is not None and hi is not None:
+                out[c] = f"{cell(c, row[c])} [{cell(c, lo)}, {cell(c, hi)}]"
+                any_interval = True
+        rows.append(out)
+    return Block(block.title, tuple(c for c in block.columns if c not in hidden), tuple(rows), block.caption,
+                 block.notes + (INTERVAL_RULE,) * any_interval)
+
+
 def _console(out: TextIO, tables: list[Table]) -> Console:
     """A terminal gets its own width; a pipe or file at least 200 columns (rich's default is 80),
     more when a table needs it whole (a method table with three path kinds: ~250)."""
@@ -207,6 +229,7 @@ def _rich_table(block: Block) -> Table:
 
 
 def print_rich(blocks: list[Block], lines: list[str], out: TextIO) -> None:
+    blocks = [folded(block) for block in blocks]
     tables = [_rich_table(block) for block in blocks]
     console = _console(out, tables)
     for line in lines:
@@ -214,13 +237,13 @@ def print_rich(blocks: list[Block], lines: list[str], out: TextIO) -> None:
     for block, table in zip(blocks, tables):
         console.print(table)
         for note in block.notes:
-            console.print(f"  [dim]{note}[/]")
+            console.print(f"  [dim]{escape(note)}[/]")
         console.print()
 
 
 def markdown(blocks: list[Block], lines: list[str]) -> str:
     parts = [f"> {line}\n" for line in lines]
-    for block in blocks:
+    for block in map(folded, blocks):
         parts.append(f"## {block.title}\n")
         esc = [header(c).replace("|", "\\|") for c in block.columns]
         parts.append("| " + " | ".join(esc) + " |")

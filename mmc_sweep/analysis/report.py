@@ -18,6 +18,7 @@ from mmc_sweep.analysis.columns import ordered_kinds
 from mmc_sweep.analysis.connectivity import connectivity_table
 from mmc_sweep.analysis.load import Study
 from mmc_sweep.analysis.pareto import front_axes, pareto_front
+from mmc_sweep.analysis.seeds import HI, LO, noise_verdict
 from mmc_sweep.analysis.spec import path_kinds
 from mmc_sweep.analysis.tables import (DEFAULT_TOLERANCE_PP, DEFAULT_TOP, METRICS, method_barriers, method_table,
                                        summary)
@@ -76,8 +77,11 @@ def study_labels(studies: Sequence[Study]) -> list[str]:
 def compare_report(studies: Sequence[Study], tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> dict[str, Any]:
     """Method tables of several studies aligned by (method, role), one row per metric.
 
-    Each row has one column per study (its label) and ``delta <label>`` = that study minus the
-    first study. The best search trial (top 1) stands for each study's search. Metrics no study
+    Each row has one column per study (its label), that study's seed interval (``<label>_lo``,
+    ``<label>_hi``) and number of models (``n <label>``), and for every study after the first
+    ``delta <label>`` = that study minus the first and ``noise <label>``: ``within seed noise`` when
+    the two intervals overlap, ``beyond seed noise`` when they do not, null when either study has a
+    single seed. The best search trial (top 1) stands for each study's search. Metrics no study
     has for a method (e.g. ``n_clean`` of base models) are left out.
     """
     labels = study_labels(studies)
@@ -89,15 +93,20 @@ def compare_report(studies: Sequence[Study], tolerance_pp: float = DEFAULT_TOLER
     rows: list[dict[str, Any]] = []
     for method, role in keys:
         found = [t[(t["method"] == method) & (t["role"] == role)] for t in tables]
+        counts = [plain(f["n_models"].iloc[0], "n_models") if len(f) else None for f in found]
         for metric in METRICS + method_barriers(kinds):
             values = [plain(f[metric].iloc[0], metric) if len(f) else None for f in found]
             if all(v is None for v in values):  # e.g. n_clean of base models: nothing to compare
                 continue
+            bounds = [(plain(f[metric + LO].iloc[0]), plain(f[metric + HI].iloc[0])) if len(f) else (None, None)
+                      for f in found]
             row: dict[str, Any] = {"method": method, "role": role, "metric": metric}
-            row.update(zip(labels, values))
-            for label, value in zip(labels[1:], values[1:]):
+            for label, value, (lo, hi), n in zip(labels, values, bounds, counts):
+                row.update({label: value, label + LO: lo, label + HI: hi, f"n {label}": n})
+            for label, value, bound in zip(labels[1:], values[1:], bounds[1:]):
                 first = values[0]
                 row[f"delta {label}"] = None if value is None or first is None else plain(value - first, metric)
+                row[f"noise {label}"] = noise_verdict(bounds[0], bound)
             rows.append(row)
     return {
         "studies": [{"label": lab, **{k: plain(v) for k, v in summary(s, tolerance_pp).items()}}

@@ -2,7 +2,8 @@
 
 Method table: one row per model kind, labelled by the trials' ``method`` values: the base models
 (``base_cue``, ``base_clean``), each baseline (averaged over base seeds when there are several) and
-the best search trials. "Best" is :func:`best_rule`: among completed search trials whose clean
+the best search trials (and, when the search drew several base seeds, the best trial of each
+seed averaged: ``<method> (best per seed)``). "Best" is :func:`best_rule`: among completed search trials whose clean
 accuracy is within ``tolerance_pp`` percentage points of the best clean accuracy, the lowest cue
 reliance (ties: higher clean accuracy, then trial id). Its loss barriers come in four columns per
 path kind the study measures (:func:`method_barriers`); the control pair (``control_clean``) is a
@@ -17,6 +18,7 @@ import pandas as pd
 
 from mmc_sweep.analysis.columns import barrier_column, barrier_columns
 from mmc_sweep.analysis.load import Study
+from mmc_sweep.analysis.seeds import HI, LO, interval
 from mmc_sweep.analysis.spec import baseline_methods, expected_rows, objectives, path_kinds
 
 DEFAULT_TOLERANCE_PP = 2.0  # percentage points of clean accuracy a "best" trial may give up
@@ -26,6 +28,7 @@ ID_COLUMNS = ("method", "role", "trial_id", "n_models")
 BASE_METHODS = ("base_cue", "base_clean")
 CONTROL_METHOD = "control_clean"  # role base: the control pair, clean references of two base seeds
 ROLES = ("base", "baseline", "search")
+BEST_PER_SEED = "(best per seed)"  # method-table row of a search over base seeds: each seed's best trial, averaged
 STATUSES = ("completed", "failed", "pruned")
 
 
@@ -71,16 +74,22 @@ def method_barriers(kinds: Sequence[str]) -> tuple[str, ...]:
 
 
 def method_columns(kinds: Sequence[str]) -> tuple[str, ...]:
-    return ID_COLUMNS + METRICS + method_barriers(kinds)
+    """Identity, metrics and barriers, then the seed interval of each metric and barrier."""
+    values = METRICS + method_barriers(kinds)
+    return ID_COLUMNS + values + tuple(c + end for c in values for end in (LO, HI))
 
 
 def mean_row(method: str, role: str, rows: pd.DataFrame, columns: Sequence[str]) -> dict:
-    """One table row: the mean over ``rows`` (models of one kind, e.g. one per base seed) of ``columns``;
-    null where no row has a value (or the column was not read)."""
+    """One table row: the mean over ``rows`` (models of one kind, e.g. one per base seed) of ``columns``,
+    null where no row has a value (or the column was not read); then each column's seed interval
+    (``<column>_lo``, ``<column>_hi``: :func:`~mmc_sweep.analysis.seeds.interval`, null below two models)."""
     out: dict = {"method": method, "role": role, "trial_id": ",".join(sorted(map(str, rows["trial_id"]))),
                  "n_models": int(len(rows))}
+    present = [col for col in columns if col in rows and rows[col].notna().any()]
     for col in columns:
-        out[col] = float(rows[col].mean()) if col in rows and rows[col].notna().any() else np.nan
+        out[col] = float(rows[col].mean()) if col in present else np.nan
+    for col in columns:
+        out[col + LO], out[col + HI] = interval(rows[col].tolist()) if col in present else (np.nan, np.nan)
     return out
 
 
@@ -94,8 +103,12 @@ def model_groups(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,
     listed = baseline_methods(spec)
     order = listed + sorted(set(baselines["method"].dropna()) - set(listed))
     groups += [(m, "baseline", baselines[baselines["method"] == m]) for m in order]
-    best = rank_search(done, tolerance_pp).head(max(top, 0))
+    ranked = rank_search(done, tolerance_pp)
+    best = ranked.head(max(top, 0))
     groups += [(str(best["method"].iloc[i]), "search", best.iloc[[i]]) for i in range(len(best))]
+    if "base_seed" in ranked and ranked["base_seed"].nunique() > 1:  # a search over base seeds: one draw each
+        per_seed = pd.concat([rank_search(rows, tolerance_pp).head(1) for _, rows in ranked.groupby("base_seed")])
+        groups.append((f"{per_seed['method'].iloc[0]} {BEST_PER_SEED}", "search", per_seed))
     return [g for g in groups if len(g[2])]
 
 
@@ -116,13 +129,12 @@ def method_table(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,
     both of ``base_cue``'s paths are not measured and stay null.
     """
     kinds = path_kinds(spec) if kinds is None else list(kinds)
-    columns = method_columns(kinds)
     rows = []
     for method, role, sel in model_groups(trials, spec, top, tolerance_pp):
         if method == "base_clean":
             sel = _base_pair_as_cue_to_ft(sel, kinds)
-        rows.append(mean_row(method, role, sel, columns[len(ID_COLUMNS):]))
-    return pd.DataFrame(rows, columns=list(columns))
+        rows.append(mean_row(method, role, sel, METRICS + method_barriers(kinds)))
+    return pd.DataFrame(rows, columns=list(method_columns(kinds)))
 
 
 def _duration(seconds: float) -> str:
