@@ -72,3 +72,13 @@ def test_smoke_of_a_bad_study_is_still_refused(tmp_path):
     with pytest.raises(InputError):
         apply_sets(read_study_file(write_study(tmp_path, "ok2")), ["finetune.n_clean=100000"], "f")
     assert smoke(spec).data.n_train <= spec.data.n_train
+
+
+def test_smoke_of_every_preset_validates():
+    """A searched warm-up (cbft.yaml searches warmup_epochs up to 2) is cut below the smoke's epochs."""
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).resolve().parents[1].glob("search_spaces/*.yaml")):
+        small = smoke(load_study(path))
+        warmups = [p for p in small.search.space if p.name == "warmup_epochs"]
+        assert all(p.high < small.finetune.epochs for p in warmups), path

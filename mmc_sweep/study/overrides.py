@@ -109,7 +109,8 @@ def _smaller_space(p, seeds: tuple[int, ...]):
         return dataclasses.replace(p, choices=p.choices[:2])
     if p.type == "categorical" or not (p.name in ("n_clean", "n_cue") or p.name.endswith("epochs")):
         return p
-    top = SMOKE_CLEAN if p.name in ("n_clean", "n_cue") else max(SMOKE_EPOCHS, int(p.low) + 1)
+    # a searched warm-up at most 1 epoch, as a fixed one (_epochs): it must stay shorter than the run
+    top = SMOKE_CLEAN if p.name in ("n_clean", "n_cue") else 1 if p.name.startswith("warmup") else max(SMOKE_EPOCHS, int(p.low) + 1)
     high = min(p.high, top)
     low = min(p.low, high - 1)
     return dataclasses.replace(p, low=low, high=high, step=0.0 if p.step and (high - low) < p.step else p.step)
