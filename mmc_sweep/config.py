@@ -221,7 +221,7 @@ class FinetuneSpec:
     method: str = _help("naive_ft | llrt | lpft | cbft", "cbft")
     n_clean: int = _help("class-balanced clean images the method may see (the reference: 2500)", 500)
     epochs: int = _help("passes over the clean subset (full fine-tuning; the head for llrt unless llrt_epochs is set)", 10)
-    lr: float = _help("peak learning rate (cosine schedule; the reference: 0.01)", 0.05)
+    lr: float = _help("peak learning rate (see schedule; the reference: 0.01)", 0.05)
     momentum: float = _help("SGD momentum", 0.9)
     weight_decay: float = _help("L2 weight decay (the reference: 1e-4)", 5e-4)
     batch_size: int = _help("clean images per step (the reference: 256)", 64)
@@ -253,6 +253,11 @@ class FinetuneSpec:
     llrt_epochs: int = _help("llrt: epochs of the new head (0 = finetune.epochs; the reference: 200)", 0, added=True)
     llrt_weight_decay: float = _help("llrt: weight decay of the new head (-1 = finetune.weight_decay; the reference: 0)", SHARED, added=True)
     probe_weight_decay: float = _help("lpft: weight decay of the linear probe (-1 = finetune.weight_decay; the reference: 0)", SHARED, added=True)
+    schedule: str = _help(
+        "learning-rate schedule of every method and stage (full fine-tuning, the LLRT head, the LPFT probe): cosine "
+        "(per step from lr to 0: the reference's naive FT, LLRT and LPFT) | constant (lr throughout). The reference's "
+        "CBFT differs between its commits: 0a73f40 never steps its scheduler (constant), b5ee81b steps it only from its "
+        "third epoch on (epoch > warmup_epochs = 1: two epochs at lr, then the cosine, ending near 2.5 % of lr, not 0)", "cosine", added=True)
 
     def __post_init__(self) -> None:
         _check(self.n_clean >= 1, "finetune.n_clean", "an integer >= 1", self.n_clean)
@@ -272,6 +277,7 @@ class FinetuneSpec:
         _check(self.cue_data in CUE_POOLS, "finetune.cue_data", f"one of {CUE_POOLS}", self.cue_data)
         _check(self.llrt_lr >= 0, "finetune.llrt_lr", "a number > 0, or 0 for finetune.lr", self.llrt_lr)
         _check(self.llrt_epochs >= 0, "finetune.llrt_epochs", "an integer >= 1, or 0 for finetune.epochs", self.llrt_epochs)
+        _check(self.schedule in SCHEDULES, "finetune.schedule", f"one of {SCHEDULES}", self.schedule)
         for key in ("llrt_weight_decay", "probe_weight_decay"):
             value = getattr(self, key)
             _check(value >= 0 or value == SHARED, f"finetune.{key}", "a number >= 0, or -1 for finetune.weight_decay", value)
