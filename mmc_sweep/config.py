@@ -25,6 +25,7 @@ CUES = ("box", "dominoes", "none")
 VIEWS = ("clean", "cue", "rand_cue", "rand_img")
 BN_RESET_MODES = ("none", "ema", "cumulative")
 BN_RESET_DATA = ("clean", "cue", "view")
+ALL_BATCHES = "all"  # paths.bn_reset.batches: every image of the re-estimation data, streamed
 T_DISTRIBUTIONS = ("uniform", "beta", "midpoint", "paper")  # paper: 0.5 + 0.5 * clip(N(0, 1), -0.5, 0.5)
 INVARIANCE_FORMS = ("norm_then_mean", "paper")  # cbft invariance loss, see FinetuneSpec.invariance_form
 CBFT_UPDATES = ("joint", "alternating")
@@ -302,19 +303,24 @@ class BNResetSpec:
         "mean 0 / var 1, so it needs many batches) | cumulative (exact average over the batches)",
         "cumulative",
     )
-    batches: int = _help("training-mode batches used to re-estimate the statistics", 8)
+    batches: int | str = _help(
+        "training-mode batches used to re-estimate the statistics: an integer (that many batches of images drawn "
+        "once by the seed) | all (every image of `data`, streamed one batch of batch_size at a time: the reference "
+        "re-estimates on its whole clean training set)", 8)
     data: str = _help("clean (clean train) | cue (cue train) | view (the evaluated view itself)", "clean")
     batch_size: int = _help("images per re-estimation batch", 256)
 
     def __post_init__(self) -> None:
         _check(self.mode in BN_RESET_MODES, "paths.bn_reset.mode", f"one of {BN_RESET_MODES}", self.mode)
-        _check(self.batches >= 1, "paths.bn_reset.batches", "an integer >= 1", self.batches)
+        counted = isinstance(self.batches, int) and not isinstance(self.batches, bool) and self.batches >= 1
+        _check(counted or self.batches == ALL_BATCHES, "paths.bn_reset.batches",
+               f"an integer >= 1 or {ALL_BATCHES!r}", self.batches)
         _check(self.data in BN_RESET_DATA, "paths.bn_reset.data", f"one of {BN_RESET_DATA}", self.data)
         _check(self.batch_size >= 2, "paths.bn_reset.batch_size", "an integer >= 2", self.batch_size)
 
     @property
     def label(self) -> str:
-        """Short, recorded description, e.g. ``cumulative:8x256:clean``."""
+        """Short, recorded description, e.g. ``cumulative:8x256:clean`` or ``cumulative:allx256:clean``."""
         return "none" if self.mode == "none" else f"{self.mode}:{self.batches}x{self.batch_size}:{self.data}"
 
 

@@ -156,3 +156,35 @@ def test_mismatched_architectures_are_rejected():
         assert "architecture" in str(err)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_bn_reset_on_all_images_is_the_cumulative_average_over_every_image():
+    model = _model(0)
+    data = _images(100)  # 100 = 6 batches of 16 and one of 4: a smaller last batch counts for its images only
+    spec = BNResetSpec(mode="cumulative", batches="all", batch_size=16)
+    assert spec.label == "cumulative:allx16:clean"
+    batches = bn_batches(data, spec, seed=3)
+    assert not isinstance(batches, list)  # streamed: one batch gathered at a time
+    seen = list(batches)
+    assert [len(b) for b in seen] == [16] * 6 + [4] and len(batches) == 7
+    assert torch.allclose(torch.cat(seen).sum(0), data.x.sum(0), atol=1e-4)  # every image once
+    assert all(torch.equal(a, b) for a, b in zip(seen, batches))  # the same images in every pass
+    reset_bn(model, spec, batches)
+    first_bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with torch.no_grad():
+        out = model.trunk[0](data.x)  # the first BN layer's input for every image at once
+        # per batch torch records the mean and the unbiased variance; averaged with weights n_batch / N
+        stats = [(model.trunk[0](b).mean(dim=(0, 2, 3)), model.trunk[0](b).var(dim=(0, 2, 3), unbiased=True), len(b))
+                 for b in seen]
+    manual_var = sum(v * n for _, v, n in stats) / len(data)
+    assert torch.allclose(first_bn.running_mean, out.mean(dim=(0, 2, 3)), atol=1e-5)  # the mean over every image
+    assert torch.allclose(first_bn.running_var, manual_var, atol=1e-5)
+    equal_weights = torch.stack([m for m, _, _ in stats]).mean(0)  # a per-batch average would be off
+    assert not torch.allclose(first_bn.running_mean, equal_weights, atol=1e-5)
+    assert not model.training and first_bn.momentum == 0.1
+
+
+def test_bn_reset_batches_are_validated():
+    for bad in (0, "most", True):
+        with pytest.raises(ValueError, match=r"paths\.bn_reset\.batches"):
+            BNResetSpec(batches=bad)
