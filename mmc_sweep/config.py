@@ -35,6 +35,7 @@ SHARED = -1.0  # a per-stage weight decay of -1 means "the run's shared finetune
 ALIGN_METHODS = ("activation", "weight")
 TRAIN_SOURCES = ("clean", "cue")  # training images: clean (no cue) or cue (every image carries its label's cue)
 QMC_INITS = ("random", "linear")
+QMC_BN_STATS = ("average", "init")  # theta's stored BatchNorm statistics: the endpoints' average | a fresh network's
 SCHEDULES = ("cosine", "constant")
 TRAIN_SCHEDULES = ("cosine", "step", "constant")  # base training: step = the reference's StepLR
 PATH_KINDS = ("linear", "lmcp", "qmc")  # the registry in mmc_sweep.paths.kinds, in this order (a test pins it)
@@ -346,26 +347,44 @@ class AlignSpec:
 
 @dataclass(frozen=True)
 class QMCSpec:
-    """Training of the midpoint theta of the quadratic Bezier path ``(1-a)^2 A + 2a(1-a) theta + a^2 B``."""
+    """Training of the midpoint theta of the quadratic Bezier path ``(1-a)^2 A + 2a(1-a) theta + a^2 B``.
 
-    epochs: int = _help("passes over the training images; each step samples a ~ U(0, 1)", 4)
-    lr: float = _help("peak learning rate", 0.05)
-    momentum: float = _help("SGD momentum", 0.9)
-    weight_decay: float = _help("L2 weight decay on theta", 5e-4)
-    schedule: str = _help("learning-rate schedule: cosine (to 0 over all steps) | constant", "cosine")
-    batch_size: int = _help("images per step", 128)
+    The reference recipe (mode_connect.py): epochs 15, lr 0.1, momentum 0.9, nesterov false,
+    weight_decay 1e-4, schedule step, milestones [10], gamma 0.1, batch_size 128, scale_lr true,
+    init random, data cue, bn_stats init.
+    """
+
+    epochs: int = _help("passes over the training images; each step samples a ~ U(0, 1) (the reference: 15)", 4)
+    lr: float = _help("initial (peak) learning rate (the reference: 0.1)", 0.05)
+    momentum: float = _help("SGD momentum (the reference: 0.9)", 0.9)
+    weight_decay: float = _help("L2 weight decay on theta, BatchNorm weights included (the reference: 1e-4)", 5e-4)
+    schedule: str = _help("learning-rate schedule: cosine (per step, to 0 over all steps) | step (lr times gamma at "
+                          "each milestone: the reference's x0.1 every 10 epochs) | constant", "cosine")
+    batch_size: int = _help("images per step (the reference: 128)", 128)
     data: str = _help("training images: cue (every image cued, as in the paper) | clean", "cue")
-    init: str = _help("random (a fresh initialisation, as the reference code) | linear (the straight-line midpoint (A+B)/2)", "random")
+    init: str = _help("random (a fresh initialisation, as the reference code, from theta's own seed stream: never "
+                      "a base model's initialisation) | linear (the straight-line midpoint (A+B)/2)", "random")
     scale_lr: bool = _help(
         "the reference's update: the gradient taken at the curve point (not through the 2a(1-a) factor) "
         "and the learning rate scaled by 2a(1-a) instead", False)
-    seed: int = _help("seed of theta's initialisation and of the batch order and a samples", 0)
+    seed: int = _help("seed of theta's random initialisation (a stream of its own, derived from it) and of the "
+                      "batch order and a samples", 0)
+    nesterov: bool = _help("Nesterov momentum (true) or plain heavy-ball momentum (false: the reference's)", True, added=True)
+    milestones: tuple[int, ...] = _help("step schedule: epochs after which the lr is multiplied by gamma (the "
+                                        "reference: [10], i.e. every 10 epochs of its 15)", (), added=True)
+    gamma: float = _help("step schedule: factor applied at each milestone (the reference: 0.1)", 0.1, added=True)
+    bn_stats: str = _help(
+        "theta's stored BatchNorm running statistics: average (the endpoints' average) | init (a fresh network's, "
+        "mean 0 and variance 1: the reference never updates its midpoint's statistics). Either way every curve "
+        "point trains in training mode (batch statistics, as the reference), and the statistics matter to path "
+        "evaluation only with paths.bn_reset.mode none (ema and cumulative reset them first)", "average", added=True)
 
     def __post_init__(self) -> None:
         _check_sgd("paths.qmc", self)
-        _check(self.schedule in SCHEDULES, "paths.qmc.schedule", f"one of {SCHEDULES}", self.schedule)
+        _check_schedule("paths.qmc", self)
         _check(self.data in TRAIN_SOURCES, "paths.qmc.data", f"one of {TRAIN_SOURCES}", self.data)
         _check(self.init in QMC_INITS, "paths.qmc.init", f"one of {QMC_INITS}", self.init)
+        _check(self.bn_stats in QMC_BN_STATS, "paths.qmc.bn_stats", f"one of {QMC_BN_STATS}", self.bn_stats)
 
 
 @dataclass(frozen=True)

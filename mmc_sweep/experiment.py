@@ -17,6 +17,7 @@ from mmc_sweep.finetune import cue_pool, finetune
 from mmc_sweep.metrics import view_metrics
 from mmc_sweep.models import CueModel, create_model
 from mmc_sweep.paths import MidpointStore, PairContext, barrier_metric, barriers, measure_pair
+from mmc_sweep.paths.midpoint import midpoint_key_specs
 from mmc_sweep.train import EpochCallback, train_model
 
 
@@ -79,8 +80,9 @@ class Pair:
 
 
 def midpoint_key(task: CueTask, pair: Pair, spec: PathSpec) -> str | None:
-    """Content key of a pair's QMC midpoint: both endpoints' specs, the data and the QMC settings."""
-    return spec_hash(*pair.key, task.spec, spec.qmc) if pair.key else None
+    """Content key of a pair's QMC midpoint: both endpoints' specs, the data and the QMC settings (with
+    a random init, its seed stream: :func:`~mmc_sweep.paths.midpoint.midpoint_key_specs`)."""
+    return spec_hash(*pair.key, task.spec, *midpoint_key_specs(spec.qmc)) if pair.key else None
 
 
 def measure_paths(
