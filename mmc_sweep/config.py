@@ -21,6 +21,7 @@ EMBEDDED_DATASETS = ("shapes", "shapes_dominoes")
 DOMINOES_DATASETS = ("shapes_dominoes", "cifar10_dominoes")  # a simple image stacked above the real one
 BOX_LAYOUTS = ("inset", "paper")  # where the box cue sits: mmc-sweep's inset grid | the reference's
 VIEWS_CUE = ("full", "train")  # which test images of the cued views carry a cue: all | the training proportion
+PATH_VIEWS_CUE = ("data",) + VIEWS_CUE  # paths.views_cue: data = as data.views_cue
 CUES = ("box", "dominoes", "none")
 VIEWS = ("clean", "cue", "rand_cue", "rand_img")
 BN_RESET_MODES = ("none", "ema", "cumulative")
@@ -398,8 +399,13 @@ class PathSpec:
     align: AlignSpec = _help("lmcp: how B's hidden units are matched to A's", AlignSpec())
     qmc: QMCSpec = _help("qmc: how the midpoint is trained", QMCSpec())
     eval_batch_size: int = _help("images per evaluation batch (256 is fastest on CPU)", 256)
+    views_cue: str = _help(
+        "test images of the cue, rand_cue and rand_img views that carry a cue along paths: data (as data.views_cue, "
+        "the views of the tables) | full (every one: the reference evaluates its paths on fully cued views, "
+        "mode_connect.py cue_proportion=1.0) | train (the training proportion)", "data", added=True)
 
     def __post_init__(self) -> None:
+        _check(self.views_cue in PATH_VIEWS_CUE, "paths.views_cue", f"one of {PATH_VIEWS_CUE}", self.views_cue)
         kinds = tuple(self.kinds)
         object.__setattr__(self, "kinds", kinds)
         _check(len(kinds) > 0 and len(set(kinds)) == len(kinds), "paths.kinds", "a non-empty list of distinct path kinds", list(kinds))

@@ -98,20 +98,23 @@ def measure_paths(
     Metrics are :func:`~mmc_sweep.paths.barrier_metric` names — ``barrier_loss_<path>_<view>``
     (nats) and ``barrier_acc_<path>_<view>`` (fraction) for the straight line, with ``lmcp_`` or
     ``qmc_`` before the path for the other kinds — plus the ``barrier_mid_*`` variants; rows carry
-    ``path``, ``kind``, ``bn_reset`` too. QMC midpoints are looked up in (and saved to) ``midpoints``.
+    ``path``, ``kind``, ``bn_reset`` and ``views_cue`` (``full`` or ``train``: which views the path was
+    evaluated on, ``spec.views_cue`` resolved) too. QMC midpoints are looked up in (and saved to) ``midpoints``.
     """
     train = {"clean": task.train_clean, "cue": task.train_cue}
+    views = task.path_views(spec.views_cue)
+    views_cue = task.spec.views_cue if spec.views_cue == "data" else spec.views_cue
     metrics: dict[str, float] = {}
     rows: list[dict] = []
     for path, pair in pairs.items():
         pair = pair if isinstance(pair, Pair) else Pair(*pair)
         ctx = PairContext(spec, train, seed, midpoints, midpoint_key(task, pair, spec))
-        curves = measure_pair(pair.a, pair.b, task.views, ctx)
+        curves = measure_pair(pair.a, pair.b, views, ctx)
         for kind in spec.kinds:
             for view, values in barriers([r for r in curves if r["kind"] == kind]).items():
                 for name, value in values.items():
                     metrics[barrier_metric(name, kind, path, view)] = value
-        rows += [{"path": path, "bn_reset": spec.bn_reset.label, **r} for r in curves]
+        rows += [{"path": path, "bn_reset": spec.bn_reset.label, "views_cue": views_cue, **r} for r in curves]
     return metrics, rows
 
 

@@ -128,7 +128,7 @@ def analyze_blocks(report: dict[str, Any], sections: tuple[str, ...] = SECTIONS)
     if "connectivity" in sections:
         rows = tuple(report["connectivity"])
         blocks.append(Block("Connectivity: barriers of every path kind, path and view", _columns(rows), rows,
-                            caption=CONNECTIVITY_UNITS, notes=(s["views"],) + _pair_notes(rows)))
+                            caption=CONNECTIVITY_UNITS, notes=(s.get("path_views") or s["views"],) + _pair_notes(rows)))
     if "pareto" in sections:
         rows = tuple(report["pareto"])
         blocks.append(Block("Pareto front", _columns(rows, ("trial_id",)), rows,

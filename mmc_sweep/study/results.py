@@ -63,7 +63,7 @@ SCHEMAS = {
     "trials": _trials_schema(),
     "paths": pa.schema([
         ("study", pa.string()), ("trial_id", pa.string()), ("path", pa.string()), ("kind", pa.string()),
-        ("bn_reset", pa.string()), ("alpha", pa.float64()), ("view", pa.string()), ("loss", pa.float64()), ("acc", pa.float64()),
+        ("bn_reset", pa.string()), ("views_cue", pa.string()), ("alpha", pa.float64()), ("view", pa.string()), ("loss", pa.float64()), ("acc", pa.float64()),
     ] + [(m, pa.float64()) for m in INVARIANCE_METRICS]),
     "history": pa.schema(
         [("study", pa.string()), ("trial_id", pa.string()), ("epoch", pa.int64()), ("train_loss", pa.float64())]
