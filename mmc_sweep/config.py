@@ -46,17 +46,53 @@ BARRIER_TYPES = ("barrier_loss", "barrier_acc", "barrier_mid_loss", "barrier_mid
 PATH_NAMES = ("cue_to_ft", "ft_to_clean", "cue_to_clean", "clean_to_clean")
 INVARIANCE_METRICS = ("cue_reliance", "pred_consistency", "rep_cosine")  # of a model, and of every point of a path
 BASE_KINDS = ("cue", "clean")  # the cue model trains on the cue mixture; the clean reference on no cue
+# how a seed's clean reference relates to its cue models: its own initialisation and batch order | the same (twins)
+PAIRINGS = ("independent", "shared")
+CLEAN_STREAM = "clean"  # TrainSpec.stream of the clean reference under pairing independent
 
 
-def _help(text: str, default: Any, added: bool = False) -> Any:
+_NO_LEGACY = object()  # a field whose every value is hashed
+
+
+def _help(text: str, default: Any, added: bool = False, legacy: Any = _NO_LEGACY) -> Any:
     """A dataclass field with help text in its metadata (used by docs and error messages).
 
     ``added``: a setting that did not exist when artifacts were first hashed. At its default it is
     left out of hashes, so stored base models, midpoints and studies keep their identity.
+
+    ``legacy``: for a setting added later whose default is a *new* behaviour: the value that gives
+    the behaviour from before the setting existed. That value (not the default) is left out of
+    hashes, and a stored spec that lacks the key reads as it (:func:`legacy_values`), so what was
+    stored keeps both its identity and its meaning.
     """
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults are not allowed")
-    return field(default=default, metadata={"help": text, "added": added})
+    if added and legacy is not _NO_LEGACY:
+        raise TypeError("a field is `added` (its default is the old behaviour) or has a `legacy` value, not both")
+    metadata = {"help": text, "added": added} | ({} if legacy is _NO_LEGACY else {"legacy": legacy})
+    return field(default=default, metadata=metadata)
+
+
+def legacy_values(cls: type) -> dict[str, Any]:
+    """The fields of spec class ``cls`` that have a legacy value, and that value."""
+    return {f.name: f.metadata["legacy"] for f in dataclasses.fields(cls) if "legacy" in f.metadata}
+
+
+def _left_out(f: dataclasses.Field, value: Any) -> bool:
+    """A field value that hashes as if the field did not exist (see :func:`_help`)."""
+    if f.metadata.get("added") and value == f.default:
+        return True
+    return "legacy" in f.metadata and value == f.metadata["legacy"]
+
+
+def stream_seed(seed: int, stream: str, purpose: str) -> int:
+    """The seed of ``purpose`` (init | order) of a training run in stream ``stream`` of ``seed``: ``seed``
+    itself for the seed's own stream (""), else a 31-bit seed derived from (seed, stream, purpose), so
+    ``epoch_generator``'s ``seed * 1_000_003 + epoch`` stays within a 64-bit generator seed."""
+    if not stream:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{stream}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % 2**31
 
 
 def _check(cond: bool, key: str, expected: str, value: Any) -> None:
@@ -208,10 +244,26 @@ class TrainSpec:
     milestones: tuple[int, ...] = _help("step schedule: epochs after which the lr is multiplied by gamma (the "
                                         "reference: [40, 80]); milestones >= epochs never fire", (), added=True)
     gamma: float = _help("step schedule: factor applied at each milestone (the reference: 0.1)", 0.1, added=True)
+    stream: str = _help("random stream of the run: '' (the seed's own: initialisation and batch order seeded by "
+                        "`seed` itself) | a name (both drawn from seeds derived from (seed, name): a run that is "
+                        "independent of the seed's other runs, e.g. the clean reference under base.pairing "
+                        "independent)", "", added=True)
 
     def __post_init__(self) -> None:
         _check_sgd("train", self)
         _check_schedule("train", self)
+        _check(self.stream == self.stream.strip() and " " not in self.stream, "train.stream",
+               "'' or a name without spaces", self.stream)
+
+    @property
+    def init_seed(self) -> int:
+        """Seed of the initial weights (torch's global generator before the model is built)."""
+        return stream_seed(self.seed, self.stream, "init")
+
+    @property
+    def order_seed(self) -> int:
+        """Seed of the batch order (``epoch_generator``) and of any other randomness during training."""
+        return stream_seed(self.seed, self.stream, "order")
 
 
 @dataclass(frozen=True)
@@ -445,10 +497,11 @@ def to_dict(spec: Any) -> dict[str, Any]:
 
 
 def _hashed(value: Any) -> Any:
-    """``to_dict`` of a spec without its ``added`` fields that are at their defaults."""
+    """``to_dict`` of a spec without its ``added`` fields at their defaults and its ``legacy`` fields at
+    their legacy values."""
     if dataclasses.is_dataclass(value):
         return {f.name: _hashed(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not (f.metadata.get("added") and getattr(value, f.name) == f.default)}
+                if not _left_out(f, getattr(value, f.name))}
     if isinstance(value, (list, tuple)):
         return [_hashed(v) for v in value]
     return value

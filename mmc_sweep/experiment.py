@@ -47,11 +47,12 @@ def train_base(
     on_epoch: EpochCallback | None = None,
     resume: dict | None = None,
 ) -> CueModel:
-    """Train the cue model (``kind='cue'``) or the clean reference (``kind='clean'``)."""
+    """Train the cue model (``kind='cue'``) or the clean reference (``kind='clean'``), initialised from
+    ``train_spec.init_seed`` (and batched by ``train_spec.order_seed``: see ``TrainSpec.stream``)."""
     if kind not in BASE_KINDS:
         raise ValueError(f"base kind: expected one of {BASE_KINDS}, got {kind!r}")
     data = task.train if kind == "cue" else task.train_clean
-    model = new_model(task, model_spec, train_spec.seed, device)
+    model = new_model(task, model_spec, train_spec.init_seed, device)
     return train_model(model, data, train_spec, on_epoch=on_epoch, resume=resume)
 
 

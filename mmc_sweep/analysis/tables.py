@@ -163,8 +163,18 @@ def summary(study: Study, tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> dict:
         "best_rule": best_rule(tolerance_pp),
         "views": views_convention(study.spec),
         "path_views": path_views_convention(study.spec),
+        "pairing": pairing_text(study.spec),
     }
     return out
+
+
+def pairing_text(spec: dict) -> str:
+    """How each seed's clean reference relates to its cue models (``base.pairing``; a study from before
+    the setting had twins: ``shared``)."""
+    pairing = (spec.get("base") or {}).get("pairing", "shared")
+    if pairing == "independent":
+        return "independent: each clean reference has its own initialisation and batch order"
+    return "shared: each clean reference starts from its cue models' initialisation and batch order (twins)"
 
 
 def path_views_convention(spec: dict) -> str:
