@@ -354,7 +354,8 @@ class BNResetSpec:
 
     mode: str = _help(
         "none (keep interpolated stats) | ema (momentum 0.1 from reset stats: keeps 0.9^batches of the reset "
-        "mean 0 / var 1, so it needs many batches) | cumulative (exact average over the batches)",
+        "mean 0 / var 1, so it needs many batches) | cumulative (exact average over the images of the batches, "
+        "each batch weighted by its images)",
         "cumulative",
     )
     batches: int | str = _help(
