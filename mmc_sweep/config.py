@@ -21,10 +21,12 @@ EMBEDDED_DATASETS = ("shapes", "shapes_dominoes")
 DOMINOES_DATASETS = ("shapes_dominoes", "cifar10_dominoes")  # a simple image stacked above the real one
 BOX_LAYOUTS = ("inset", "paper")  # where the box cue sits: mmc-sweep's inset grid | the reference's
 VIEWS_CUE = ("full", "train")  # which test images of the cued views carry a cue: all | the training proportion
+PATH_VIEWS_CUE = ("data",) + VIEWS_CUE  # paths.views_cue: data = as data.views_cue
 CUES = ("box", "dominoes", "none")
 VIEWS = ("clean", "cue", "rand_cue", "rand_img")
 BN_RESET_MODES = ("none", "ema", "cumulative")
 BN_RESET_DATA = ("clean", "cue", "view")
+ALL_BATCHES = "all"  # paths.bn_reset.batches: every image of the re-estimation data, streamed
 T_DISTRIBUTIONS = ("uniform", "beta", "midpoint", "paper")  # paper: 0.5 + 0.5 * clip(N(0, 1), -0.5, 0.5)
 INVARIANCE_FORMS = ("norm_then_mean", "paper")  # cbft invariance loss, see FinetuneSpec.invariance_form
 CBFT_UPDATES = ("joint", "alternating")
@@ -34,6 +36,7 @@ SHARED = -1.0  # a per-stage weight decay of -1 means "the run's shared finetune
 ALIGN_METHODS = ("activation", "weight")
 TRAIN_SOURCES = ("clean", "cue")  # training images: clean (no cue) or cue (every image carries its label's cue)
 QMC_INITS = ("random", "linear")
+QMC_BN_STATS = ("average", "init")  # theta's stored BatchNorm statistics: the endpoints' average | a fresh network's
 SCHEDULES = ("cosine", "constant")
 TRAIN_SCHEDULES = ("cosine", "step", "constant")  # base training: step = the reference's StepLR
 PATH_KINDS = ("linear", "lmcp", "qmc")  # the registry in mmc_sweep.paths.kinds, in this order (a test pins it)
@@ -43,17 +46,53 @@ BARRIER_TYPES = ("barrier_loss", "barrier_acc", "barrier_mid_loss", "barrier_mid
 PATH_NAMES = ("cue_to_ft", "ft_to_clean", "cue_to_clean", "clean_to_clean")
 INVARIANCE_METRICS = ("cue_reliance", "pred_consistency", "rep_cosine")  # of a model, and of every point of a path
 BASE_KINDS = ("cue", "clean")  # the cue model trains on the cue mixture; the clean reference on no cue
+# how a seed's clean reference relates to its cue models: its own initialisation and batch order | the same (twins)
+PAIRINGS = ("independent", "shared")
+CLEAN_STREAM = "clean"  # TrainSpec.stream of the clean reference under pairing independent
 
 
-def _help(text: str, default: Any, added: bool = False) -> Any:
+_NO_LEGACY = object()  # a field whose every value is hashed
+
+
+def _help(text: str, default: Any, added: bool = False, legacy: Any = _NO_LEGACY) -> Any:
     """A dataclass field with help text in its metadata (used by docs and error messages).
 
     ``added``: a setting that did not exist when artifacts were first hashed. At its default it is
     left out of hashes, so stored base models, midpoints and studies keep their identity.
+
+    ``legacy``: for a setting added later whose default is a *new* behaviour: the value that gives
+    the behaviour from before the setting existed. That value (not the default) is left out of
+    hashes, and a stored spec that lacks the key reads as it (:func:`legacy_values`), so what was
+    stored keeps both its identity and its meaning.
     """
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults are not allowed")
-    return field(default=default, metadata={"help": text, "added": added})
+    if added and legacy is not _NO_LEGACY:
+        raise TypeError("a field is `added` (its default is the old behaviour) or has a `legacy` value, not both")
+    metadata = {"help": text, "added": added} | ({} if legacy is _NO_LEGACY else {"legacy": legacy})
+    return field(default=default, metadata=metadata)
+
+
+def legacy_values(cls: type) -> dict[str, Any]:
+    """The fields of spec class ``cls`` that have a legacy value, and that value."""
+    return {f.name: f.metadata["legacy"] for f in dataclasses.fields(cls) if "legacy" in f.metadata}
+
+
+def _left_out(f: dataclasses.Field, value: Any) -> bool:
+    """A field value that hashes as if the field did not exist (see :func:`_help`)."""
+    if f.metadata.get("added") and value == f.default:
+        return True
+    return "legacy" in f.metadata and value == f.metadata["legacy"]
+
+
+def stream_seed(seed: int, stream: str, purpose: str) -> int:
+    """The seed of ``purpose`` (init | order) of a training run in stream ``stream`` of ``seed``: ``seed``
+    itself for the seed's own stream (""), else a 31-bit seed derived from (seed, stream, purpose), so
+    ``epoch_generator``'s ``seed * 1_000_003 + epoch`` stays within a 64-bit generator seed."""
+    if not stream:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{stream}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % 2**31
 
 
 def _check(cond: bool, key: str, expected: str, value: Any) -> None:
@@ -205,10 +244,26 @@ class TrainSpec:
     milestones: tuple[int, ...] = _help("step schedule: epochs after which the lr is multiplied by gamma (the "
                                         "reference: [40, 80]); milestones >= epochs never fire", (), added=True)
     gamma: float = _help("step schedule: factor applied at each milestone (the reference: 0.1)", 0.1, added=True)
+    stream: str = _help("random stream of the run: '' (the seed's own: initialisation and batch order seeded by "
+                        "`seed` itself) | a name (both drawn from seeds derived from (seed, name): a run that is "
+                        "independent of the seed's other runs, e.g. the clean reference under base.pairing "
+                        "independent)", "", added=True)
 
     def __post_init__(self) -> None:
         _check_sgd("train", self)
         _check_schedule("train", self)
+        _check(self.stream == self.stream.strip() and " " not in self.stream, "train.stream",
+               "'' or a name without spaces", self.stream)
+
+    @property
+    def init_seed(self) -> int:
+        """Seed of the initial weights (torch's global generator before the model is built)."""
+        return stream_seed(self.seed, self.stream, "init")
+
+    @property
+    def order_seed(self) -> int:
+        """Seed of the batch order (``epoch_generator``) and of any other randomness during training."""
+        return stream_seed(self.seed, self.stream, "order")
 
 
 @dataclass(frozen=True)
@@ -221,7 +276,7 @@ class FinetuneSpec:
     method: str = _help("naive_ft | llrt | lpft | cbft", "cbft")
     n_clean: int = _help("class-balanced clean images the method may see (the reference: 2500)", 500)
     epochs: int = _help("passes over the clean subset (full fine-tuning; the head for llrt unless llrt_epochs is set)", 10)
-    lr: float = _help("peak learning rate (cosine schedule; the reference: 0.01)", 0.05)
+    lr: float = _help("peak learning rate (see schedule; the reference: 0.01)", 0.05)
     momentum: float = _help("SGD momentum", 0.9)
     weight_decay: float = _help("L2 weight decay (the reference: 1e-4)", 5e-4)
     batch_size: int = _help("clean images per step (the reference: 256)", 64)
@@ -253,6 +308,11 @@ class FinetuneSpec:
     llrt_epochs: int = _help("llrt: epochs of the new head (0 = finetune.epochs; the reference: 200)", 0, added=True)
     llrt_weight_decay: float = _help("llrt: weight decay of the new head (-1 = finetune.weight_decay; the reference: 0)", SHARED, added=True)
     probe_weight_decay: float = _help("lpft: weight decay of the linear probe (-1 = finetune.weight_decay; the reference: 0)", SHARED, added=True)
+    schedule: str = _help(
+        "learning-rate schedule of every method and stage (full fine-tuning, the LLRT head, the LPFT probe): cosine "
+        "(per step from lr to 0: the reference's naive FT, LLRT and LPFT) | constant (lr throughout). The reference's "
+        "CBFT differs between its commits: 0a73f40 never steps its scheduler (constant), b5ee81b steps it only from its "
+        "third epoch on (epoch > warmup_epochs = 1: two epochs at lr, then the cosine, ending near 2.5 % of lr, not 0)", "cosine", added=True)
 
     def __post_init__(self) -> None:
         _check(self.n_clean >= 1, "finetune.n_clean", "an integer >= 1", self.n_clean)
@@ -272,6 +332,7 @@ class FinetuneSpec:
         _check(self.cue_data in CUE_POOLS, "finetune.cue_data", f"one of {CUE_POOLS}", self.cue_data)
         _check(self.llrt_lr >= 0, "finetune.llrt_lr", "a number > 0, or 0 for finetune.lr", self.llrt_lr)
         _check(self.llrt_epochs >= 0, "finetune.llrt_epochs", "an integer >= 1, or 0 for finetune.epochs", self.llrt_epochs)
+        _check(self.schedule in SCHEDULES, "finetune.schedule", f"one of {SCHEDULES}", self.schedule)
         for key in ("llrt_weight_decay", "probe_weight_decay"):
             value = getattr(self, key)
             _check(value >= 0 or value == SHARED, f"finetune.{key}", "a number >= 0, or -1 for finetune.weight_decay", value)
@@ -293,22 +354,28 @@ class BNResetSpec:
 
     mode: str = _help(
         "none (keep interpolated stats) | ema (momentum 0.1 from reset stats: keeps 0.9^batches of the reset "
-        "mean 0 / var 1, so it needs many batches) | cumulative (exact average over the batches)",
+        "mean 0 / var 1, so it needs many batches) | cumulative (exact average over the images of the batches, "
+        "each batch weighted by its images)",
         "cumulative",
     )
-    batches: int = _help("training-mode batches used to re-estimate the statistics", 8)
+    batches: int | str = _help(
+        "training-mode batches used to re-estimate the statistics: an integer (that many batches of images drawn "
+        "once by the seed) | all (every image of `data`, streamed one batch of batch_size at a time: the reference "
+        "re-estimates on its whole clean training set)", 8)
     data: str = _help("clean (clean train) | cue (cue train) | view (the evaluated view itself)", "clean")
     batch_size: int = _help("images per re-estimation batch", 256)
 
     def __post_init__(self) -> None:
         _check(self.mode in BN_RESET_MODES, "paths.bn_reset.mode", f"one of {BN_RESET_MODES}", self.mode)
-        _check(self.batches >= 1, "paths.bn_reset.batches", "an integer >= 1", self.batches)
+        counted = isinstance(self.batches, int) and not isinstance(self.batches, bool) and self.batches >= 1
+        _check(counted or self.batches == ALL_BATCHES, "paths.bn_reset.batches",
+               f"an integer >= 1 or {ALL_BATCHES!r}", self.batches)
         _check(self.data in BN_RESET_DATA, "paths.bn_reset.data", f"one of {BN_RESET_DATA}", self.data)
         _check(self.batch_size >= 2, "paths.bn_reset.batch_size", "an integer >= 2", self.batch_size)
 
     @property
     def label(self) -> str:
-        """Short, recorded description, e.g. ``cumulative:8x256:clean``."""
+        """Short, recorded description, e.g. ``cumulative:8x256:clean`` or ``cumulative:allx256:clean``."""
         return "none" if self.mode == "none" else f"{self.mode}:{self.batches}x{self.batch_size}:{self.data}"
 
 
@@ -334,26 +401,44 @@ class AlignSpec:
 
 @dataclass(frozen=True)
 class QMCSpec:
-    """Training of the midpoint theta of the quadratic Bezier path ``(1-a)^2 A + 2a(1-a) theta + a^2 B``."""
+    """Training of the midpoint theta of the quadratic Bezier path ``(1-a)^2 A + 2a(1-a) theta + a^2 B``.
 
-    epochs: int = _help("passes over the training images; each step samples a ~ U(0, 1)", 4)
-    lr: float = _help("peak learning rate", 0.05)
-    momentum: float = _help("SGD momentum", 0.9)
-    weight_decay: float = _help("L2 weight decay on theta", 5e-4)
-    schedule: str = _help("learning-rate schedule: cosine (to 0 over all steps) | constant", "cosine")
-    batch_size: int = _help("images per step", 128)
+    The reference recipe (mode_connect.py): epochs 15, lr 0.1, momentum 0.9, nesterov false,
+    weight_decay 1e-4, schedule step, milestones [10], gamma 0.1, batch_size 128, scale_lr true,
+    init random, data cue, bn_stats init.
+    """
+
+    epochs: int = _help("passes over the training images; each step samples a ~ U(0, 1) (the reference: 15)", 4)
+    lr: float = _help("initial (peak) learning rate (the reference: 0.1)", 0.05)
+    momentum: float = _help("SGD momentum (the reference: 0.9)", 0.9)
+    weight_decay: float = _help("L2 weight decay on theta, BatchNorm weights included (the reference: 1e-4)", 5e-4)
+    schedule: str = _help("learning-rate schedule: cosine (per step, to 0 over all steps) | step (lr times gamma at "
+                          "each milestone: the reference's x0.1 every 10 epochs) | constant", "cosine")
+    batch_size: int = _help("images per step (the reference: 128)", 128)
     data: str = _help("training images: cue (every image cued, as in the paper) | clean", "cue")
-    init: str = _help("random (a fresh initialisation, as the reference code) | linear (the straight-line midpoint (A+B)/2)", "random")
+    init: str = _help("random (a fresh initialisation, as the reference code, from theta's own seed stream: never "
+                      "a base model's initialisation) | linear (the straight-line midpoint (A+B)/2)", "random")
     scale_lr: bool = _help(
         "the reference's update: the gradient taken at the curve point (not through the 2a(1-a) factor) "
         "and the learning rate scaled by 2a(1-a) instead", False)
-    seed: int = _help("seed of theta's initialisation and of the batch order and a samples", 0)
+    seed: int = _help("seed of theta's random initialisation (a stream of its own, derived from it) and of the "
+                      "batch order and a samples", 0)
+    nesterov: bool = _help("Nesterov momentum (true) or plain heavy-ball momentum (false: the reference's)", True, added=True)
+    milestones: tuple[int, ...] = _help("step schedule: epochs after which the lr is multiplied by gamma (the "
+                                        "reference: [10], i.e. every 10 epochs of its 15)", (), added=True)
+    gamma: float = _help("step schedule: factor applied at each milestone (the reference: 0.1)", 0.1, added=True)
+    bn_stats: str = _help(
+        "theta's stored BatchNorm running statistics: average (the endpoints' average) | init (a fresh network's, "
+        "mean 0 and variance 1: the reference never updates its midpoint's statistics). Either way every curve "
+        "point trains in training mode (batch statistics, as the reference), and the statistics matter to path "
+        "evaluation only with paths.bn_reset.mode none (ema and cumulative reset them first)", "average", added=True)
 
     def __post_init__(self) -> None:
         _check_sgd("paths.qmc", self)
-        _check(self.schedule in SCHEDULES, "paths.qmc.schedule", f"one of {SCHEDULES}", self.schedule)
+        _check_schedule("paths.qmc", self)
         _check(self.data in TRAIN_SOURCES, "paths.qmc.data", f"one of {TRAIN_SOURCES}", self.data)
         _check(self.init in QMC_INITS, "paths.qmc.init", f"one of {QMC_INITS}", self.init)
+        _check(self.bn_stats in QMC_BN_STATS, "paths.qmc.bn_stats", f"one of {QMC_BN_STATS}", self.bn_stats)
 
 
 @dataclass(frozen=True)
@@ -367,8 +452,13 @@ class PathSpec:
     align: AlignSpec = _help("lmcp: how B's hidden units are matched to A's", AlignSpec())
     qmc: QMCSpec = _help("qmc: how the midpoint is trained", QMCSpec())
     eval_batch_size: int = _help("images per evaluation batch (256 is fastest on CPU)", 256)
+    views_cue: str = _help(
+        "test images of the cue, rand_cue and rand_img views that carry a cue along paths: data (as data.views_cue, "
+        "the views of the tables) | full (every one: the reference evaluates its paths on fully cued views, "
+        "mode_connect.py cue_proportion=1.0) | train (the training proportion)", "data", added=True)
 
     def __post_init__(self) -> None:
+        _check(self.views_cue in PATH_VIEWS_CUE, "paths.views_cue", f"one of {PATH_VIEWS_CUE}", self.views_cue)
         kinds = tuple(self.kinds)
         object.__setattr__(self, "kinds", kinds)
         _check(len(kinds) > 0 and len(set(kinds)) == len(kinds), "paths.kinds", "a non-empty list of distinct path kinds", list(kinds))
@@ -408,10 +498,11 @@ def to_dict(spec: Any) -> dict[str, Any]:
 
 
 def _hashed(value: Any) -> Any:
-    """``to_dict`` of a spec without its ``added`` fields that are at their defaults."""
+    """``to_dict`` of a spec without its ``added`` fields at their defaults and its ``legacy`` fields at
+    their legacy values."""
     if dataclasses.is_dataclass(value):
         return {f.name: _hashed(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not (f.metadata.get("added") and getattr(value, f.name) == f.default)}
+                if not _left_out(f, getattr(value, f.name))}
     if isinstance(value, (list, tuple)):
         return [_hashed(v) for v in value]
     return value

@@ -17,6 +17,7 @@ from mmc_sweep.finetune import cue_pool, finetune
 from mmc_sweep.metrics import view_metrics
 from mmc_sweep.models import CueModel, create_model
 from mmc_sweep.paths import MidpointStore, PairContext, barrier_metric, barriers, measure_pair
+from mmc_sweep.paths.midpoint import midpoint_key_specs
 from mmc_sweep.train import EpochCallback, train_model
 
 
@@ -46,11 +47,12 @@ def train_base(
     on_epoch: EpochCallback | None = None,
     resume: dict | None = None,
 ) -> CueModel:
-    """Train the cue model (``kind='cue'``) or the clean reference (``kind='clean'``)."""
+    """Train the cue model (``kind='cue'``) or the clean reference (``kind='clean'``), initialised from
+    ``train_spec.init_seed`` (and batched by ``train_spec.order_seed``: see ``TrainSpec.stream``)."""
     if kind not in BASE_KINDS:
         raise ValueError(f"base kind: expected one of {BASE_KINDS}, got {kind!r}")
     data = task.train if kind == "cue" else task.train_clean
-    model = new_model(task, model_spec, train_spec.seed, device)
+    model = new_model(task, model_spec, train_spec.init_seed, device)
     return train_model(model, data, train_spec, on_epoch=on_epoch, resume=resume)
 
 
@@ -79,8 +81,9 @@ class Pair:
 
 
 def midpoint_key(task: CueTask, pair: Pair, spec: PathSpec) -> str | None:
-    """Content key of a pair's QMC midpoint: both endpoints' specs, the data and the QMC settings."""
-    return spec_hash(*pair.key, task.spec, spec.qmc) if pair.key else None
+    """Content key of a pair's QMC midpoint: both endpoints' specs, the data and the QMC settings (with
+    a random init, its seed stream: :func:`~mmc_sweep.paths.midpoint.midpoint_key_specs`)."""
+    return spec_hash(*pair.key, task.spec, *midpoint_key_specs(spec.qmc)) if pair.key else None
 
 
 def measure_paths(
@@ -96,20 +99,23 @@ def measure_paths(
     Metrics are :func:`~mmc_sweep.paths.barrier_metric` names — ``barrier_loss_<path>_<view>``
     (nats) and ``barrier_acc_<path>_<view>`` (fraction) for the straight line, with ``lmcp_`` or
     ``qmc_`` before the path for the other kinds — plus the ``barrier_mid_*`` variants; rows carry
-    ``path``, ``kind``, ``bn_reset`` too. QMC midpoints are looked up in (and saved to) ``midpoints``.
+    ``path``, ``kind``, ``bn_reset`` and ``views_cue`` (``full`` or ``train``: which views the path was
+    evaluated on, ``spec.views_cue`` resolved) too. QMC midpoints are looked up in (and saved to) ``midpoints``.
     """
     train = {"clean": task.train_clean, "cue": task.train_cue}
+    views = task.path_views(spec.views_cue)
+    views_cue = task.spec.views_cue if spec.views_cue == "data" else spec.views_cue
     metrics: dict[str, float] = {}
     rows: list[dict] = []
     for path, pair in pairs.items():
         pair = pair if isinstance(pair, Pair) else Pair(*pair)
         ctx = PairContext(spec, train, seed, midpoints, midpoint_key(task, pair, spec))
-        curves = measure_pair(pair.a, pair.b, task.views, ctx)
+        curves = measure_pair(pair.a, pair.b, views, ctx)
         for kind in spec.kinds:
             for view, values in barriers([r for r in curves if r["kind"] == kind]).items():
                 for name, value in values.items():
                     metrics[barrier_metric(name, kind, path, view)] = value
-        rows += [{"path": path, "bn_reset": spec.bn_reset.label, **r} for r in curves]
+        rows += [{"path": path, "bn_reset": spec.bn_reset.label, "views_cue": views_cue, **r} for r in curves]
     return metrics, rows
 
 

@@ -154,8 +154,9 @@ def train_model(
     on_epoch: EpochCallback | None = None,
     resume: dict | None = None,
 ) -> nn.Module:
-    """Train ``model`` (already on the data's device) from scratch with cross-entropy."""
-    torch.manual_seed(spec.seed)
+    """Train ``model`` (already on the data's device) from scratch with cross-entropy; batch order and any
+    other randomness of training from ``spec.order_seed`` (``spec.seed`` in the seed's own stream)."""
+    torch.manual_seed(spec.order_seed)
 
     def step_loss(x: torch.Tensor, y: torch.Tensor, epoch: int, rng: torch.Generator) -> torch.Tensor:
         return F.cross_entropy(model(x), y)
@@ -163,7 +164,7 @@ def train_model(
     fit(
         model, model.parameters(), step_loss, data,
         epochs=spec.epochs, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
-        batch_size=spec.batch_size, seed=spec.seed, schedule=spec.schedule, nesterov=spec.nesterov,
+        batch_size=spec.batch_size, seed=spec.order_seed, schedule=spec.schedule, nesterov=spec.nesterov,
         milestones=spec.milestones, gamma=spec.gamma, on_epoch=on_epoch, resume=resume,
     )
     return model.eval()

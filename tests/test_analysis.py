@@ -377,7 +377,30 @@ def test_connectivity_lists_every_kind_path_and_view(kinds_dir, capsys):
     code, out, _ = run_cli(["analyze", str(kinds_dir), "--format", "csv", "--section", "connectivity"], capsys)
     assert len(list(csv.DictReader(io.StringIO(out)))) == len(expected_keys)
     code, out, _ = run_cli(["analyze", str(kinds_dir), "--format", "markdown", "--section", "connectivity"], capsys)
-    assert "| clean→clean | lmcp | 0.100 | 0.200 | 0.300 | 0.400 | 0.010 | 0.020 | 0.030 | 0.040 |" in out
+    assert ("| clean→clean | lmcp | 0.100 | — | 0.200 | — | 0.300 | — | 0.400 | — | 0.010 | — | 0.020 | — | 0.030 | — "
+            "| 0.040 | — |") in out  # the control pair's own rows have no control beside them
+
+
+def test_connectivity_shows_the_control_barrier_beside_each_barrier(kinds_dir, study_dir, capsys):
+    code, out, _ = run_cli(["analyze", str(kinds_dir), "--format", "json", "--section", "connectivity"], capsys)
+    rows = json.loads(out)["connectivity"]
+    control = {r["kind"]: r for r in rows if r["method"] == "control_clean"}
+    others = [r for r in rows if r["method"] != "control_clean"]
+    assert others and set(control) == set(SHOWN_KINDS)
+    for row in others:
+        for view in VIEWS:
+            for barrier_type in ("barrier_loss", "barrier_acc"):
+                want = mean_barrier(["control_clean_s0_s1"], barrier_type, row["kind"], "clean_to_clean", view)
+                assert row[f"control_{barrier_type}_{view}"] == pytest.approx(want), (row["trial_id"], view)
+    keys = list(rows[0])
+    assert keys[keys.index("barrier_loss_cue") + 1] == "control_barrier_loss_cue"  # beside, not at the end
+    code, out, _ = run_cli(["analyze", str(kinds_dir), "--format", "markdown", "--section", "connectivity"], capsys)
+    assert "| loss @cue | ctrl loss @cue | loss @rand_cue |" in out and "ctrl: the control pair's barrier" in out
+    # a study without a control pair: no control columns, and a note that its barriers have no scale
+    code, out, _ = run_cli(["analyze", str(study_dir), "--format", "json", "--section", "connectivity"], capsys)
+    assert not any(k.startswith("control_") for r in json.loads(out)["connectivity"] for k in r)
+    code, out, _ = run_cli(["analyze", str(study_dir), "--format", "markdown", "--section", "connectivity"], capsys)
+    assert "no control pair" in out
 
 
 def test_connectivity_leaves_out_paths_a_model_does_not_have(kinds_dir):

@@ -3,13 +3,48 @@ import dataclasses
 
 import pytest
 
-from mmc_sweep.config import BNResetSpec, DataSpec, FinetuneSpec, ModelSpec, PathSpec, TrainSpec, spec_hash
+from mmc_sweep.config import (BaseModelSpec, BNResetSpec, DataSpec, FinetuneSpec, ModelSpec, PathSpec, QMCSpec, TrainSpec,
+                              _help, legacy_values, spec_hash)
 
 
 def test_hash_is_pinned():
     # If this fails, a spec's fields or defaults changed: every stored artifact's name changes with it.
     # Update the pin deliberately (and SCHEMA_VERSION if old artifacts are no longer valid).
     assert spec_hash(DataSpec(), ModelSpec(), TrainSpec()) == "2c7254dde5e190a0"
+
+
+def test_hashes_of_stored_artifacts_survive_the_settings_added_since():
+    # pinned before finetune.schedule, paths.views_cue, paths.bn_reset.batches: all, the QMC recipe settings and
+    # TrainSpec.stream existed: at their defaults (stream '' = the seed's own) nothing stored is renamed
+    assert spec_hash(FinetuneSpec()) == "9388abc159d0e29f"
+    assert spec_hash(PathSpec()) == "4d7d638c13bab637"
+    assert spec_hash(BaseModelSpec("cue")) == "75890ebc4f8b72f3"
+    assert spec_hash(BaseModelSpec("clean")) == "7cfbaaa04eb99423"
+    assert spec_hash(BaseModelSpec("clean", train=TrainSpec(stream="clean"))) != "7cfbaaa04eb99423"
+    for changed in (FinetuneSpec(schedule="constant"),):
+        assert spec_hash(changed) != "9388abc159d0e29f"
+    for changed in (PathSpec(views_cue="full"), PathSpec(bn_reset=BNResetSpec(batches="all")),
+                    PathSpec(qmc=QMCSpec(nesterov=False)), PathSpec(qmc=QMCSpec(bn_stats="init")),
+                    PathSpec(qmc=QMCSpec(schedule="step", milestones=(10,)))):
+        assert spec_hash(changed) != "4d7d638c13bab637", changed
+
+
+def test_a_legacy_value_hashes_as_if_the_field_did_not_exist():
+    @dataclasses.dataclass(frozen=True)
+    class Before:
+        x: int = _help("", 1)
+
+    @dataclasses.dataclass(frozen=True)
+    class After:  # a field added later whose default is a new behaviour; "old" is the behaviour from before
+        x: int = _help("", 1)
+        mode: str = _help("", "new", legacy="old")
+
+    Before.__name__ = After.__name__ = "Spec"  # the class name is part of the hash
+    assert spec_hash(After(mode="old")) == spec_hash(Before())
+    assert spec_hash(After()) != spec_hash(Before())
+    assert legacy_values(After) == {"mode": "old"} and legacy_values(Before) == {}
+    with pytest.raises(TypeError):
+        _help("", "new", added=True, legacy="old")
 
 
 def test_hash_covers_every_field_including_defaults():
@@ -45,6 +80,12 @@ def test_settings_added_later_change_the_hash_only_away_from_their_defaults():
         (lambda: PathSpec(views=("clean", "blurry")), "paths.views"),
         (lambda: PathSpec(alphas=1), "paths.alphas"),
         (lambda: ModelSpec(width=-1), "model.width"),
+        (lambda: TrainSpec(stream="a b"), "train.stream"),
+        (lambda: FinetuneSpec(schedule="step"), "finetune.schedule"),
+        (lambda: PathSpec(views_cue="most"), "paths.views_cue"),
+        (lambda: BNResetSpec(batches="every"), "paths.bn_reset.batches"),
+        (lambda: QMCSpec(bn_stats="ema"), "paths.qmc.bn_stats"),
+        (lambda: QMCSpec(schedule="step"), "paths.qmc.milestones"),
     ],
 )
 def test_bad_values_name_the_key(make, key):

@@ -1,4 +1,6 @@
 """Fine-tuning methods: CBFT's barrier gradient flows through the interpolation; resume is exact."""
+import dataclasses
+
 import pytest
 import torch
 from torch.func import functional_call
@@ -98,3 +100,27 @@ def test_bad_arguments():
         finetune(_cue_model(), _images(), FinetuneSpec(method="cbft", epochs=1))
     with pytest.raises(ValueError, match="finetune.lr"):
         FinetuneSpec(lr=-1)
+
+
+def _lrs_after_each_epoch(spec: FinetuneSpec) -> list[float]:
+    """The optimizer's learning rate after every epoch (from the epoch checkpoints)."""
+    lrs = []
+    finetune(_cue_model(), _images(), spec, cue_data=_images(seed=1),
+             on_epoch=lambda e, loss, m, ck: lrs.append(ck()["optimizer"]["param_groups"][0]["lr"]))
+    return lrs
+
+
+@pytest.mark.parametrize("method", sorted(set(METHODS) - {"none"}))
+def test_constant_schedule_keeps_the_lr_of_every_stage_fixed(method):
+    spec = FinetuneSpec(method=method, epochs=3, probe_epochs=2, batch_size=16, cue_batch_size=8, n_clean=48,
+                        lr=0.03, probe_lr=0.07, llrt_lr=0.11, schedule="constant")
+    # the lr each epoch's stage starts from: lpft's probe epochs use probe_lr, llrt its own head lr
+    stage_lr = {"llrt": [0.11] * 3, "lpft": [0.07] * 2 + [0.03] * 3}.get(method, [0.03] * 3)
+    assert _lrs_after_each_epoch(spec) == pytest.approx(stage_lr, rel=1e-12)
+    cosine = _lrs_after_each_epoch(dataclasses.replace(spec, schedule="cosine"))  # today's: decays to 0 per stage
+    assert cosine[-1] == pytest.approx(0.0, abs=1e-12) and cosine[0] < stage_lr[0]
+
+
+def test_schedule_is_validated():
+    with pytest.raises(ValueError, match=r"finetune\.schedule"):
+        FinetuneSpec(schedule="step")

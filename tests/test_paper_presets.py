@@ -11,6 +11,7 @@ import yaml
 from conftest import _write_batch, write_tiny_fashion_mnist
 from drivers import REPO, table
 from mmc_sweep.cli import main
+from mmc_sweep.study.spec import load_study
 
 PRESETS = sorted((REPO / "search_spaces" / "paper").glob("*.yaml"))
 
@@ -51,3 +52,25 @@ def test_paper_preset_passes_smoke(ray_cluster, tmp_path, paper_root, preset):
     search = [r for r in rows if r["role"] == "search"]
     assert len(search) == 3 and all(r["status"] == "completed" for r in search), [(r["status"], r["error"]) for r in search]
     assert all(r["status"] == "completed" for r in rows), [(r["trial_id"], r["error"]) for r in rows if r["status"] != "completed"]
+
+
+ALL_PRESETS = sorted((REPO / "search_spaces").glob("*.yaml")) + PRESETS
+
+
+@pytest.mark.parametrize("preset", ALL_PRESETS, ids=lambda p: p.stem)
+def test_every_preset_says_how_its_base_pairs_are_made(preset):
+    raw = yaml.safe_load(preset.read_text())
+    assert raw["base"]["pairing"] == "independent"  # written out, not left to the default
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_paper_presets_use_the_references_path_settings(preset):
+    spec = load_study(preset)
+    assert spec.paths.views_cue == "full" and spec.data.views_cue == "train"  # paths fully cued, tables at p
+    assert spec.paths.bn_reset.batches == "all" and spec.paths.bn_reset.data == "clean"
+    assert spec.finetune.schedule == "cosine"
+    if "qmc" in spec.paths.kinds:  # mode_connect.py's midpoint recipe
+        q = spec.paths.qmc
+        assert (q.epochs, q.lr, q.momentum, q.nesterov, q.weight_decay) == (15, 0.1, 0.9, False, 1e-4)
+        assert (q.schedule, q.milestones, q.gamma, q.scale_lr, q.batch_size) == ("step", (10,), 0.1, True, 128)
+        assert (q.init, q.data, q.bn_stats) == ("random", "cue", "init")

@@ -156,3 +156,73 @@ def test_mismatched_architectures_are_rejected():
         assert "architecture" in str(err)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_bn_reset_on_all_images_is_the_cumulative_average_over_every_image():
+    model = _model(0)
+    data = _images(100)  # 100 = 6 batches of 16 and one of 4: a smaller last batch counts for its images only
+    spec = BNResetSpec(mode="cumulative", batches="all", batch_size=16)
+    assert spec.label == "cumulative:allx16:clean"
+    batches = bn_batches(data, spec, seed=3)
+    assert not isinstance(batches, list)  # streamed: one batch gathered at a time
+    seen = list(batches)
+    assert [len(b) for b in seen] == [16] * 6 + [4] and len(batches) == 7
+    assert torch.allclose(torch.cat(seen).sum(0), data.x.sum(0), atol=1e-4)  # every image once
+    assert all(torch.equal(a, b) for a, b in zip(seen, batches))  # the same images in every pass
+    reset_bn(model, spec, batches)
+    first_bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with torch.no_grad():
+        out = model.trunk[0](data.x)  # the first BN layer's input for every image at once
+        # per batch torch records the mean and the unbiased variance; averaged with weights n_batch / N
+        stats = [(model.trunk[0](b).mean(dim=(0, 2, 3)), model.trunk[0](b).var(dim=(0, 2, 3), unbiased=True), len(b))
+                 for b in seen]
+    manual_var = sum(v * n for _, v, n in stats) / len(data)
+    assert torch.allclose(first_bn.running_mean, out.mean(dim=(0, 2, 3)), atol=1e-5)  # the mean over every image
+    assert torch.allclose(first_bn.running_var, manual_var, atol=1e-5)
+    equal_weights = torch.stack([m for m, _, _ in stats]).mean(0)  # a per-batch average would be off
+    assert not torch.allclose(first_bn.running_mean, equal_weights, atol=1e-5)
+    assert not model.training and first_bn.momentum == 0.1
+
+
+def test_bn_reset_batches_are_validated():
+    for bad in (0, "most", True):
+        with pytest.raises(ValueError, match=r"paths\.bn_reset\.batches"):
+            BNResetSpec(batches=bad)
+
+
+def test_paths_on_fully_cued_views_while_the_tables_use_the_training_proportion():
+    from mmc_sweep.config import DataSpec, FinetuneSpec, ModelSpec, TrainSpec
+    from mmc_sweep.data import build_task
+    from mmc_sweep.experiment import finetune_and_measure, train_base
+
+    # 4 classes: every class has a box (the inset layout leaves class 9 without one)
+    task = build_task(DataSpec(n_train=200, n_test=120, num_classes=4, cue_proportion=0.5, views_cue="train"))
+    full = task.path_views("full")
+    assert task.path_views("data") is task.views and task.path_views("train") is task.views
+    clean = task.views["clean"].x
+    for view in ("cue", "rand_img"):  # rand_img: another image's content under the original label's cue
+        assert not (task.views[view].x == clean).flatten(1).all(1).all()
+    cued_now = ~(full["cue"].x == clean).flatten(1).all(1)
+    cued_in_tables = ~(task.views["cue"].x == clean).flatten(1).all(1)
+    assert bool(cued_now.all())  # every image of the path's cue view carries its cue
+    assert abs(float(cued_in_tables.double().mean()) - 0.5) < 1e-9  # the tables' views: the training proportion
+    for view in ("cue", "rand_cue", "rand_img"):  # the cued images are the same images as in the tables
+        assert torch.equal(full[view].x[task.views_cue_mask], task.views[view].x[task.views_cue_mask])
+
+    # a cue model that leans on the box, so that views cued differently give clearly different losses
+    cue_model = train_base(task, "cue", ModelSpec(width=8), TrainSpec(epochs=3, lr=0.1, batch_size=32), torch.device("cpu"))
+    clean_model = _model(1)
+    paths = PathSpec(alphas=2, views=config.VIEWS, bn_reset=BNResetSpec(mode="none"), views_cue="full")
+    final, rows = finetune_and_measure(task, cue_model, clean_model, FinetuneSpec(method="none", n_clean=40), paths)
+    assert {r["views_cue"] for r in rows} == {"full"}
+    at_cue_model = {r["view"]: r["loss"] for r in rows if r["alpha"] == 0.0}  # method none: the cue model itself
+    on_full, on_train = view_metrics(cue_model, full), view_metrics(cue_model, task.views)
+    for view in ("cue", "rand_cue", "rand_img"):
+        assert abs(at_cue_model[view] - on_full[f"loss_{view}"]) < 1e-5, view
+        assert abs(at_cue_model[view] - on_train[f"loss_{view}"]) > 5e-3, view  # here 0.05, 0.012, 0.046 nats
+        assert final[f"loss_{view}"] == pytest.approx(on_train[f"loss_{view}"], abs=1e-6)  # the trial's table metrics
+
+
+def test_paths_views_cue_is_validated():
+    with pytest.raises(ValueError, match=r"paths\.views_cue"):
+        PathSpec(views_cue="half")

@@ -103,13 +103,18 @@ def test_reference_recipe_is_expressible():
 
 
 def test_base_spec_mirrors_train_spec():
-    mirrored = {f.name for f in dataclasses.fields(TrainSpec)} - {"seed"}
-    assert mirrored == {f.name for f in dataclasses.fields(BaseSpec)} - {"seeds", "control_pair"}
+    # seed and stream come from base.seeds and base.pairing (with the model's kind)
+    mirrored = {f.name for f in dataclasses.fields(TrainSpec)} - {"seed", "stream"}
+    assert mirrored == {f.name for f in dataclasses.fields(BaseSpec)} - {"seeds", "control_pair", "pairing"}
     changed = {"epochs": 3, "lr": 0.2, "momentum": 0.5, "weight_decay": 0.0, "batch_size": 7, "nesterov": False,
                "schedule": "step", "milestones": (1, 2), "gamma": 0.5}
     assert set(changed) == mirrored
     spec = BaseSpec(**changed).train_spec(5)
     assert {k: getattr(spec, k) for k in changed} == changed and spec.seed == 5
+    streams = {(p, kind): BaseSpec(pairing=p).train_spec(5, kind).stream for p in ("independent", "shared")
+               for kind in ("cue", "clean")}
+    assert streams == {("independent", "cue"): "", ("independent", "clean"): "clean", ("shared", "cue"): "",
+                       ("shared", "clean"): ""}
 
 
 def test_nesterov_off_is_plain_momentum(steps):

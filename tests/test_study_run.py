@@ -9,6 +9,8 @@ import pytest
 
 from drivers import run_sampling_free_gpu
 from mmc_sweep.cli import main
+from mmc_sweep.config import spec_hash, stream_seed
+from mmc_sweep.study.spec import load_study
 from study_files import TINY, write_study
 
 VIEWS = ("clean", "cue", "rand_cue", "rand_img")
@@ -44,12 +46,24 @@ def test_four_trial_study_end_to_end(first_study):
         assert r["duration_s"] > 0 and r["start_epoch"] == 0
     base_clean = next(r for r in by_role["base"] if r["method"] == "base_clean")
     assert base_clean["barrier_loss_cue_to_clean_cue"] is not None
+    # independent pairs (the default): every row says how its base pair was made
+    clean_seeds = (stream_seed(0, "clean", "init"), stream_seed(0, "clean", "order"))
+    assert len(set(clean_seeds) | {0}) == 3
+    for r in trials:
+        assert r["pairing"] == "independent" and (r["cue_init_seed"], r["cue_order_seed"]) == (0, 0), r["trial_id"]
+        assert (r["clean_init_seed"], r["clean_order_seed"]) == clean_seeds, r["trial_id"]
+    spec = load_study(folder / "study.yaml", stored=True)
+    assert spec.base.pairing == "independent"  # written resolved: it resumes with the same meaning
+    for kind, seeds in (("cue", ("", 0, 0)), ("clean", ("clean", *clean_seeds))):  # the base models' stored metadata
+        info = json.loads((store / "models" / spec_hash(spec.base_model(kind, 0)) / "info.json").read_text())
+        assert (info["stream"], info["init_seed"], info["order_seed"]) == seeds, kind
 
     paths = _table(folder, "paths")
     for r in search:
         mine = [p for p in paths if p["trial_id"] == r["trial_id"]]
         assert len(mine) == 2 * 3 * 4  # two paths x three alphas x four views
         assert {p["bn_reset"] for p in mine} == {"cumulative:2x32:clean"}
+        assert {p["views_cue"] for p in mine} == {"full"}  # paths.views_cue data = data.views_cue (full)
         assert {p["alpha"] for p in mine} == {0.0, 0.5, 1.0}
     history = _table(folder, "history")
     for r in search:

@@ -39,6 +39,12 @@ def _run(path, capsys):
         ({"paths": {**TINY["paths"], "qmc": {"epochs": 2.5}}}, "paths.qmc.epochs: expected an integer"),
         ({"paths": {**TINY["paths"], "qmc": {"epoch": 2}}}, "paths.qmc.epoch: unknown key (did you mean 'epochs'?)"),
         ({"base": {"control_pair": True}}, "base.control_pair: expected at least two base.seeds"),
+        ({"base": {"pairing": "twins"}}, "base.pairing: expected one of ('independent', 'shared')"),
+        ({"finetune": {"schedule": "step"}}, "finetune.schedule: expected one of ('cosine', 'constant')"),
+        ({"paths": {**TINY["paths"], "views_cue": "cued"}}, "paths.views_cue: expected one of ('data', 'full', 'train')"),
+        ({"paths": {**TINY["paths"], "bn_reset": {"batches": "everything"}}}, "paths.bn_reset.batches: expected an integer >= 1 or 'all'"),
+        ({"paths": {**TINY["paths"], "qmc": {"bn_stats": "reset"}}}, "paths.qmc.bn_stats: expected one of ('average', 'init')"),
+        ({"paths": {**TINY["paths"], "qmc": {"schedule": "step"}}}, "paths.qmc.milestones: expected at least one epoch"),
         # a barrier of a kind the study does not measure is never reported: refused, with the close match
         ({"search": {**TINY["search"], "objectives": [{"metric": "barrier_loss_qmc_cue_to_ft_cue", "mode": "max"}]}},
          "unknown metric 'barrier_loss_qmc_cue_to_ft_cue' (did you mean 'barrier_loss_cue_to_ft_cue'?)"),

@@ -5,11 +5,14 @@ the loss barrier (nats) and the accuracy barrier (fraction) on each view the stu
 Models are averaged as in the method table (``n_models`` per base seed); ``base_clean`` stands for
 the base pair (path ``cue_to_clean``) and ``control_clean`` for the control pair (``clean_to_clean``:
 the clean references of two base seeds, the barrier between two models that share a mechanism).
+Beside every barrier stands the control pair's of the same kind and view (``control_*`` columns),
+when the study has one: a barrier means something only next to that scale.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from mmc_sweep.analysis.columns import barrier_column
@@ -24,10 +27,19 @@ MODEL_PATHS = {"base_cue": (), "base_clean": ("cue_to_clean",), CONTROL_METHOD: 
 FINETUNED_PATHS = ("cue_to_ft", "ft_to_clean")
 
 
-def connectivity_columns(views: Sequence[str]) -> tuple[str, ...]:
-    """``barrier_loss_<view>`` for every view, then ``barrier_acc_<view>``, then their seed intervals."""
-    values = tuple(f"{t}_{v}" for t in BARRIER_TYPES for v in views)
-    return ID_COLUMNS + ("path", "kind") + values + tuple(c + end for c in values for end in (LO, HI))
+def control_column(barrier_type: str, view: str) -> str:
+    """The column holding the control pair's barrier beside ``<barrier_type>_<view>``."""
+    return f"control_{barrier_type}_{view}"
+
+
+def connectivity_columns(views: Sequence[str], control: bool = False) -> tuple[str, ...]:
+    """``barrier_loss_<view>`` for every view, then ``barrier_acc_<view>``; with ``control`` each followed
+    by the control pair's barrier of the same type, view and kind (:func:`control_column`); then the
+    seed interval of each barrier (``_lo``, ``_hi``)."""
+    barriers = [(t, v) for t in BARRIER_TYPES for v in views]
+    per_barrier = [(f"{t}_{v}", control_column(t, v)) if control else (f"{t}_{v}",) for t, v in barriers]
+    intervals = tuple(f"{t}_{v}{end}" for t, v in barriers for end in (LO, HI))
+    return ID_COLUMNS + ("path", "kind") + tuple(c for cols in per_barrier for c in cols) + intervals
 
 
 def connectivity_table(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,
@@ -36,7 +48,9 @@ def connectivity_table(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,
     """Rows (columns :func:`connectivity_columns`) for the method table's models, then the control pair.
 
     ``kinds`` / ``views`` default to the study's (``paths.kinds``, ``paths.views``). A path no model
-    of a row has on any kind and view (e.g. ``cue_to_ft`` of method ``none``) is left out.
+    of a row has on any kind and view (e.g. ``cue_to_ft`` of method ``none``) is left out. When the
+    study has a control pair, every barrier is followed by the control pair's barrier (mean over its
+    pairs) of the same kind and view: the scale "nothing changed" gives (null on the control's own rows).
     """
     kinds = path_kinds(spec) if kinds is None else list(kinds)
     views = path_views(spec) if views is None else list(views)
@@ -51,7 +65,19 @@ def connectivity_table(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,
             found = [_kind_row(method, role, sel, path, kind, views) for kind in kinds]
             if any(pd.notna(r[c]) for r in found for c in r if c.startswith(BARRIER_TYPES)):
                 rows += found
-    return pd.DataFrame(rows, columns=list(connectivity_columns(views)))
+    if len(control):
+        rows = _beside_control(rows, views)
+    return pd.DataFrame(rows, columns=list(connectivity_columns(views, control=len(control) > 0)))
+
+
+def _beside_control(rows: list[dict], views: Sequence[str]) -> list[dict]:
+    """``rows`` with the control pair's barrier of the same kind and view in each :func:`control_column`."""
+    names = [(f"{t}_{v}", control_column(t, v)) for t in BARRIER_TYPES for v in views]
+    scale = {r["kind"]: r for r in rows if r["method"] == CONTROL_METHOD}
+    for row in rows:
+        own = row["method"] == CONTROL_METHOD or row["kind"] not in scale
+        row.update({ctrl: np.nan if own else scale[row["kind"]][col] for col, ctrl in names})
+    return rows
 
 
 def _kind_row(method: str, role: str, sel: pd.DataFrame, path: str, kind: str, views: Sequence[str]) -> dict:

@@ -110,8 +110,11 @@ def _ordered(values: Any, order: Sequence[str]) -> list[str]:
 
 
 def _bn_text(rows: pd.DataFrame) -> str:
+    """The recorded evaluation settings of a figure's paths: BN reset and (when recorded) the views' cueing."""
     labels = _ordered(rows["bn_reset"], ()) if "bn_reset" in rows else []
-    return f"BatchNorm reset: {', '.join(labels) or 'unknown'}"
+    cued = _ordered(rows["views_cue"], ()) if "views_cue" in rows else []
+    views = f"; cued views: {', '.join(cued)} (paths.views_cue)" if cued else ""  # full | train
+    return f"BatchNorm reset: {', '.join(labels) or 'unknown'}{views}"
 
 
 def _kind_label(kind: str) -> str:

@@ -36,7 +36,8 @@ from mmc_sweep.results_layout import file_trial_ids, is_compacted, is_visible_pa
 ID_COLUMNS = ("trial_id", "role", "status", "method", "base_seed")
 INFO_COLUMNS = ("error", "device", "duration_s", "finished_at")
 METRIC_COLUMNS = tuple(f"acc_{v}" for v in VIEWS) + ("cue_reliance",)
-PATH_COLUMNS = ("trial_id", "path", "kind", "bn_reset", "alpha", "view", "loss", "acc") + INVARIANCE_METRICS
+# views_cue: which views a path was evaluated on (full | train; null in studies from before paths.views_cue)
+PATH_COLUMNS = ("trial_id", "path", "kind", "bn_reset", "views_cue", "alpha", "view", "loss", "acc") + INVARIANCE_METRICS
 _THREADS = 2  # footers and path rows are decoded without the GIL: a second thread pays off
 
 

@@ -32,6 +32,9 @@ BASE_CLEAN_NOTE = "base_clean's cue→ft barriers are the base pair's cue→clea
 BASE_PAIR_NOTE = "base_clean: the base pair, cue model → clean reference"
 CONTROL_NOTE = ("control_clean: the control pair, clean references of two base seeds (the barrier between models "
                 "that share a mechanism)")
+CTRL_NOTE = "ctrl: the control pair's barrier on the same view and kind, beside each barrier (the scale of 'nothing changed')"
+NO_CONTROL_NOTE = ("no control pair (base.control_pair: false): these barriers have no scale; a study with "
+                   "control_pair: true shows the control pair's barrier beside each")
 HEADERS = {"n_models": "n", "on_objective_front": "objective front"}
 
 
@@ -49,6 +52,8 @@ class Block:
 def header(column: str) -> str:
     if column in HEADERS:
         return HEADERS[column]
+    if column.startswith("control_barrier_"):  # connectivity: the control pair's barrier beside each one
+        return f"ctrl {header(column[len('control_'):])}"
     for barrier_type, short in (("barrier_loss_", "loss"), ("barrier_acc_", "acc")):  # connectivity: per view
         if column.startswith(barrier_type) and column[len(barrier_type):] in VIEWS:
             return f"{short} @{column[len(barrier_type):]}"
@@ -94,6 +99,7 @@ def summary_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
         ("devices", s["devices"] or "—"),
         ("objectives", s["objectives"]),
         ("path kinds", s.get("path_kinds") or "linear"),
+        ("base pairs", s.get("pairing") or "—"),
     ]
     if s["trials_without_paths"]:
         lines.append(("without path curves", str(s["trials_without_paths"])))
@@ -130,7 +136,7 @@ def analyze_blocks(report: dict[str, Any], sections: tuple[str, ...] = SECTIONS)
     if "connectivity" in sections:
         rows = tuple(report["connectivity"])
         blocks.append(Block("Connectivity: barriers of every path kind, path and view", _columns(rows), rows,
-                            caption=CONNECTIVITY_UNITS, notes=(s["views"],) + _pair_notes(rows)))
+                            caption=CONNECTIVITY_UNITS, notes=(s.get("path_views") or s["views"],) + _pair_notes(rows)))
     if "pareto" in sections:
         rows = tuple(report["pareto"])
         blocks.append(Block("Pareto front", _columns(rows, ("trial_id",)), rows,
@@ -143,7 +149,8 @@ def analyze_blocks(report: dict[str, Any], sections: tuple[str, ...] = SECTIONS)
 
 def _pair_notes(rows: tuple[dict[str, Any], ...]) -> tuple[str, ...]:
     methods = {r["method"] for r in rows}
-    notes = (BASE_PAIR_NOTE,) * ("base_clean" in methods) + (CONTROL_NOTE,) * ("control_clean" in methods)
+    notes = (BASE_PAIR_NOTE,) * ("base_clean" in methods)
+    notes += (CONTROL_NOTE, CTRL_NOTE) if "control_clean" in methods else (NO_CONTROL_NOTE,) * bool(rows)
     return notes + ("n = models (or pairs) averaged",)
 
 

@@ -174,14 +174,33 @@ def summary(study: Study, tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> dict:
         "path_kinds": ", ".join(path_kinds(study.spec)),
         "best_rule": best_rule(tolerance_pp),
         "views": views_convention(study.spec),
+        "path_views": path_views_convention(study.spec),
+        "pairing": pairing_text(study.spec),
     }
     return out
 
 
-def views_convention(spec: dict) -> str:
-    """Which test images of the cue, rand_cue and rand_img views carry a cue (data.views_cue)."""
+def pairing_text(spec: dict) -> str:
+    """How each seed's clean reference relates to its cue models (``base.pairing``; a study from before
+    the setting had twins: ``shared``)."""
+    pairing = (spec.get("base") or {}).get("pairing", "shared")
+    if pairing == "independent":
+        return "independent: each clean reference has its own initialisation and batch order"
+    return "shared: each clean reference starts from its cue models' initialisation and batch order (twins)"
+
+
+def path_views_convention(spec: dict) -> str:
+    """Which views the paths (barriers, path curves) were evaluated on (paths.views_cue, resolved)."""
+    chosen = (spec.get("paths") or {}).get("views_cue", "data")
+    if chosen == "data":
+        return f"paths on the tables' views ({views_convention(spec)})"
+    return f"paths on their own views (paths.views_cue: {chosen}): {views_convention(spec, chosen)}"
+
+
+def views_convention(spec: dict, views_cue: str | None = None) -> str:
+    """Which test images of the cue, rand_cue and rand_img views carry a cue (``views_cue``, default data.views_cue)."""
     data = spec.get("data") or {}
-    if data.get("views_cue", "full") == "train":
+    if (views_cue or data.get("views_cue", "full")) == "train":
         return (f"views cued at the training proportion: {data.get('cue_proportion')} of the cue / rand_cue / "
                 f"rand_img test images carry a cue (the reference's convention)")
     return "views fully cued: every cue / rand_cue / rand_img test image carries a cue"

@@ -64,6 +64,21 @@ class CueTask:
         """Fraction of the test images of the cue, rand_cue and rand_img views that carry a cue (exact)."""
         return float(self.views_cue_mask.double().mean()) if self.views_cue_mask.numel() else 1.0
 
+    def path_views(self, views_cue: str) -> dict[str, ImageSet]:
+        """The views paths are evaluated on (``paths.views_cue``): ``data`` = :attr:`views` (``data.views_cue``),
+        ``full`` (every cue / rand_cue / rand_img image cued: the reference's paths) or ``train`` (the
+        training proportion cued). Other conventions are built on the CPU from the same clean test images,
+        random cues and derangement as :attr:`views`: only which images carry a cue differs."""
+        wanted = self.spec.views_cue if views_cue == "data" else views_cue
+        if wanted == self.spec.views_cue:
+            return self.views
+        device = self.views["clean"].x.device
+        clean = self.views["clean"].to("cpu")
+        mask = _views_mask(self.spec, len(clean), wanted)
+        views = make_views(self.cue, clean, self.num_classes, derive_seed(self.spec.seed, "views"),
+                           cued=None if wanted == "full" else mask)
+        return {name: view.to(device) for name, view in views.items()}
+
     def clean_subset(self, n_clean: int, seed: int) -> ImageSet:
         """``n_clean`` training images without any cue, class-balanced, drawn by ``seed``.
 
@@ -143,6 +158,13 @@ def _cue_mask(n: int, proportion: float, seed: int) -> Tensor:
     return mask
 
 
+def _views_mask(spec: DataSpec, n_test: int, views_cue: str) -> Tensor:
+    """(n_test,) bool: which test images of the cued views carry a cue under ``views_cue`` (full | train)."""
+    if views_cue == "train":   # the reference's test views: the training proportion carries the cue
+        return _cue_mask(n_test, spec.cue_proportion, derive_seed(spec.seed, "views_cue_mask"))
+    return torch.ones(n_test, dtype=torch.bool)
+
+
 def _images(spec: DataSpec) -> tuple[int, ImageSet, ImageSet]:
     """Number of classes, clean training images and clean test images of the spec's dataset."""
     if spec.embedded:
@@ -181,11 +203,7 @@ def build_task(spec: DataSpec, device: str | torch.device = "cpu") -> CueTask:
         mask = _cue_mask(len(y), spec.cue_proportion, derive_seed(spec.seed, "cue_mask"))
     train = ImageSet(torch.where(mask.view(-1, 1, 1, 1), train_cue.x, train_clean.x), y)
     test_clean = ImageSet(cue.canvas(test_images.x), test_images.y)
-    n_test = len(test_clean)
-    if spec.views_cue == "train":   # the reference's test views: the training proportion carries the cue
-        views_mask = _cue_mask(n_test, spec.cue_proportion, derive_seed(spec.seed, "views_cue_mask"))
-    else:
-        views_mask = torch.ones(n_test, dtype=torch.bool)
+    views_mask = _views_mask(spec, len(test_clean), spec.views_cue)
     views = make_views(cue, test_clean, num_classes, derive_seed(spec.seed, "views"),
                        cued=None if spec.views_cue == "full" else views_mask)
     task = CueTask(spec, num_classes, cue, train, mask, train_clean, train_cue, views, views_mask)

@@ -11,15 +11,15 @@
 from mmc_sweep.paths.align import align, find_permutations, match_activations, match_weights
 from mmc_sweep.config import BARRIER_TYPES, barrier_metric  # the names of what barriers() measures
 from mmc_sweep.paths.barriers import barriers
-from mmc_sweep.paths.bn_reset import bn_batches, fixed_batches, reset_bn
+from mmc_sweep.paths.bn_reset import StreamedBatches, bn_batches, fixed_batches, reset_bn
 from mmc_sweep.paths.evaluate import evaluate_curve, evaluate_path
 from mmc_sweep.paths.interpolate import alpha_grid, bezier_curve, bezier_state, interpolate_state, linear_curve
 from mmc_sweep.paths.kinds import PATH_KINDS, PairContext, kind_names, measure_pair, path_kind, register_kind
 from mmc_sweep.paths.midpoint import FolderMidpoints, MidpointStore, init_midpoint, train_midpoint
 
 __all__ = [
-    "BARRIER_TYPES", "FolderMidpoints", "MidpointStore", "PATH_KINDS", "PairContext", "align", "alpha_grid",
-    "barrier_metric", "barriers", "bezier_curve", "bezier_state", "bn_batches", "evaluate_curve", "evaluate_path",
+    "BARRIER_TYPES", "FolderMidpoints", "MidpointStore", "PATH_KINDS", "PairContext", "StreamedBatches", "align",
+    "alpha_grid", "barrier_metric", "barriers", "bezier_curve", "bezier_state", "bn_batches", "evaluate_curve", "evaluate_path",
     "find_permutations", "fixed_batches", "init_midpoint", "interpolate_state", "kind_names", "linear_curve",
     "match_activations", "match_weights", "measure_pair", "path_kind", "register_kind", "reset_bn", "train_midpoint",
 ]

@@ -1,10 +1,12 @@
 """BatchNorm re-estimation of a model on a path: its interpolated running statistics are wrong until reset."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
+
 import torch
 from torch import nn
 
-from mmc_sweep.config import BNResetSpec
+from mmc_sweep.config import ALL_BATCHES, BNResetSpec
 from mmc_sweep.data import ImageSet
 from mmc_sweep.data.imageset import host_to
 
@@ -13,11 +15,13 @@ def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def reset_bn(model: nn.Module, spec: BNResetSpec, batches: list[torch.Tensor]) -> None:
+def reset_bn(model: nn.Module, spec: BNResetSpec, batches: Iterable[torch.Tensor]) -> None:
     """Re-estimate BatchNorm running statistics from ``batches`` (policy ``spec.mode``).
 
-    ``ema`` keeps each layer's momentum; ``cumulative`` sets momentum None, so the statistics are the
-    exact average over the batches. The model is left in eval mode.
+    ``ema`` keeps each layer's momentum; ``cumulative`` weights every batch by its images, so the
+    statistics are the exact average over the images (with equal batches: over the batches, as
+    torch's ``momentum=None``; a smaller last batch counts for its images only). The model is left
+    in eval mode.
     """
     if spec.mode == "none":
         model.eval()
@@ -27,13 +31,15 @@ def reset_bn(model: nn.Module, spec: BNResetSpec, batches: list[torch.Tensor]) -
     for m in layers:
         m.reset_running_stats()
     model.train()
+    seen = 0  # images so far
     with torch.no_grad():
-        for k, x in enumerate(batches, start=1):
+        for x in batches:
+            seen += x.shape[0]
             if spec.mode == "cumulative":
-                # momentum 1/k after k batches is the exact running average: what momentum=None
-                # computes, without reading the batch counter back from the GPU every layer and batch
+                # momentum n_batch / n_seen is the exact running average over the images, set on the host:
+                # no batch counter is read back from the GPU every layer and batch
                 for m in layers:
-                    m.momentum = 1.0 / k
+                    m.momentum = x.shape[0] / seen
             model(x)
     for m, momentum in zip(layers, saved):
         m.momentum = momentum
@@ -48,6 +54,28 @@ def fixed_batches(data: ImageSet, batches: int, batch_size: int, seed: int) -> l
     return list(data.x[index].split(batch_size))
 
 
-def bn_batches(data: ImageSet, spec: BNResetSpec, seed: int) -> list[torch.Tensor]:
-    """The fixed batches used for BN re-estimation: the same images at every alpha."""
-    return [] if spec.mode == "none" else fixed_batches(data, spec.batches, spec.batch_size, seed)
+class StreamedBatches:
+    """Every image of ``data`` once per pass, in batches of ``batch_size`` in an order fixed by ``seed``
+    (the same at every alpha). A batch is gathered only when the pass reaches it, so a re-estimation on
+    a whole training set never holds a second copy of that set on the device."""
+
+    def __init__(self, data: ImageSet, batch_size: int, seed: int) -> None:
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+
+    def __len__(self) -> int:
+        return -(-len(self.data) // self.batch_size)  # batches per pass
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.seed))
+        for start in range(0, len(order), self.batch_size):
+            yield self.data.x[host_to(order[start:start + self.batch_size], self.data.x.device)]
+
+
+def bn_batches(data: ImageSet, spec: BNResetSpec, seed: int) -> Sequence[torch.Tensor] | StreamedBatches:
+    """The batches used for BN re-estimation, the same images at every alpha: ``spec.batches`` fixed
+    batches, or with ``all`` every image of ``data`` streamed."""
+    if spec.mode == "none":
+        return []
+    if spec.batches == ALL_BATCHES:
+        return StreamedBatches(data, spec.batch_size, seed)
+    return fixed_batches(data, spec.batches, spec.batch_size, seed)

@@ -9,6 +9,7 @@ None when the views they need are not evaluated).
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -40,7 +41,7 @@ def evaluate_curve(
     if missing:
         raise ValueError(f"paths.views: no images for view(s) {missing}; available: {sorted(views)}")
     reset = spec.bn_reset
-    shared: list[torch.Tensor] = []
+    shared: Iterable[torch.Tensor] = []
     if reset.mode != "none" and reset.data != "view":
         if not bn_data or reset.data not in bn_data:
             raise ValueError(f"paths.bn_reset.data: {reset.data!r} needs bn_data[{reset.data!r}] (training images)")

@@ -21,7 +21,7 @@ from mmc_sweep.data import ImageSet
 from mmc_sweep.paths.align import align
 from mmc_sweep.paths.evaluate import evaluate_curve
 from mmc_sweep.paths.interpolate import Curve, State, bezier_curve, linear_curve
-from mmc_sweep.paths.midpoint import MidpointStore, train_midpoint
+from mmc_sweep.paths.midpoint import MidpointStore, random_init_seed, train_midpoint
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: holds tensors
@@ -88,7 +88,8 @@ def midpoint_state(model_a: nn.Module, model_b: nn.Module, ctx: PairContext) -> 
     started = time.perf_counter()
     state = train_midpoint(model_a, model_b, _training_images(ctx, qmc.data, "paths.qmc.data"), qmc).state_dict()
     if store is not None:
-        store.save(ctx.midpoint_key, state, {"qmc": to_dict(qmc), "train_seconds": time.perf_counter() - started,
+        store.save(ctx.midpoint_key, state, {"qmc": to_dict(qmc), "init_seed": random_init_seed(qmc),
+                                            "train_seconds": time.perf_counter() - started,
                                             "device": str(device)})
     return state
 

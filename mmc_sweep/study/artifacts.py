@@ -39,7 +39,7 @@ def _write_state(store: Store, state: dict[str, torch.Tensor], info: dict, *fold
 
 
 def load_base(store: Store, key: BaseModelSpec, task: CueTask, device: torch.device) -> CueModel:
-    model = new_model(task, key.model, key.train.seed, device)
+    model = new_model(task, key.model, key.train.init_seed, device)  # the architecture; the weights are loaded
     model.load_state_dict(_read_state(store, *model_folder(key), "model.pt", device=device))
     return model.eval()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from mmc_sweep.config import ALL_BATCHES
 from mmc_sweep.errors import InputError
 from mmc_sweep.study.spec import StudySpec, dump_study, parse_study
 
@@ -74,13 +75,18 @@ def smoke(spec: StudySpec) -> StudySpec:
     paths = spec.paths
     paths = dataclasses.replace(
         paths, alphas=min(paths.alphas, 3),
-        bn_reset=dataclasses.replace(paths.bn_reset, batches=min(paths.bn_reset.batches, 2)),
+        bn_reset=dataclasses.replace(paths.bn_reset, batches=_smaller_batches(paths.bn_reset.batches, 2)),
         align=dataclasses.replace(paths.align, batches=min(paths.align.batches, 1)),
         qmc=dataclasses.replace(paths.qmc, epochs=min(paths.qmc.epochs, SMOKE_EPOCHS)))
     resources = dataclasses.replace(spec.resources, cpu=1.0, gpu=0.0)  # a laptop: one CPU per trial, no GPU
     smaller = dataclasses.replace(spec, name=f"{spec.name}_smoke", data=data, model=model, base=base,
                                   finetune=finetune, search=search, paths=paths, resources=resources)
     return parse_study(yaml.safe_load(dump_study(smaller)), "--smoke")  # every cross-check again
+
+
+def _smaller_batches(batches: int | str, most: int) -> int | str:
+    """A batch count capped at ``most``; ``all`` stays: every image of a smoke run's few hundred is a few batches."""
+    return batches if batches == ALL_BATCHES else min(batches, most)
 
 
 def _cap(limit: int, most: int) -> int:

@@ -38,6 +38,10 @@ FAULT_ENV = "MMC_SWEEP_FAULT_KILL_AFTER_TABLE"
 VIEW_METRICS = tuple(f"{k}_{v}" for v in VIEWS for k in ("acc", "loss")) + INVARIANCE_METRICS
 BARRIER_METRICS = tuple(barrier_metric(t, kind, p, v) for kind in PATH_KINDS for p in PATH_NAMES for v in VIEWS
                         for t in BARRIER_TYPES)
+# how the base models a row uses were made: base.pairing, and the seeds of the cue model's and the clean
+# reference's initialisation and batch order (clean_b_*: the control pair's second clean reference)
+PAIRING_COLUMNS = ("pairing", "cue_init_seed", "cue_order_seed", "clean_init_seed", "clean_order_seed",
+                   "clean_b_init_seed", "clean_b_order_seed")
 _ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 PARAM_TYPES = {f.name: _ARROW[t] for f, t in ((f, typing.get_type_hints(FinetuneSpec)[f.name]) for f in dataclasses.fields(FinetuneSpec)) if f.name != "method"}
 
@@ -50,6 +54,7 @@ def _trials_schema() -> pa.Schema:
     fields += [(f"param_{name}", t) for name, t in PARAM_TYPES.items()]
     fields += [(m, pa.float64()) for m in VIEW_METRICS]
     fields += [(m, pa.float64()) for m in BARRIER_METRICS]
+    fields += [(name, pa.string() if name == "pairing" else pa.int64()) for name in PAIRING_COLUMNS]
     fields += [
         ("start_epoch", pa.int64()), ("epochs", pa.int64()), ("error", pa.string()), ("device", pa.string()),
         ("gpu_peak_mb", pa.float64()),
@@ -63,7 +68,7 @@ SCHEMAS = {
     "trials": _trials_schema(),
     "paths": pa.schema([
         ("study", pa.string()), ("trial_id", pa.string()), ("path", pa.string()), ("kind", pa.string()),
-        ("bn_reset", pa.string()), ("alpha", pa.float64()), ("view", pa.string()), ("loss", pa.float64()), ("acc", pa.float64()),
+        ("bn_reset", pa.string()), ("views_cue", pa.string()), ("alpha", pa.float64()), ("view", pa.string()), ("loss", pa.float64()), ("acc", pa.float64()),
     ] + [(m, pa.float64()) for m in INVARIANCE_METRICS]),
     "history": pa.schema(
         [("study", pa.string()), ("trial_id", pa.string()), ("epoch", pa.int64()), ("train_loss", pa.float64())]

@@ -52,7 +52,8 @@ def check_study_name(store: Store, spec: StudySpec) -> None:
     """An existing study under this name must have the same spec (then the run resumes it)."""
     if not store.exists(spec.name, "study.yaml"):
         return
-    existing = parse_study(yaml.safe_load(store.read_bytes(spec.name, "study.yaml")), store.uri_of(spec.name, "study.yaml"))
+    existing = parse_study(yaml.safe_load(store.read_bytes(spec.name, "study.yaml")), store.uri_of(spec.name, "study.yaml"),
+                           stored=True)
     if existing.hash != spec.hash:
         raise InputError(
             f"{store.uri_of(spec.name)}: a study named {spec.name!r} exists with another spec "
@@ -143,12 +144,12 @@ def load_resumable(study_dir: str, filesystem=None) -> tuple[StudySpec, RunOptio
         store = Store.open(parent, filesystem)
         if not store.exists(name, "study.yaml"):
             raise InputError(f"{study_dir}: not a study folder (no study.yaml)")
-        spec = parse_study(yaml.safe_load(store.read_bytes(name, "study.yaml")), f"{study_dir}/study.yaml")
+        spec = parse_study(yaml.safe_load(store.read_bytes(name, "study.yaml")), f"{study_dir}/study.yaml", stored=True)
         return spec, RunOptions(storage=parent, filesystem=filesystem)
     path = Path(folder).expanduser().resolve()
     if not (path / "study.yaml").is_file():
         raise InputError(f"{study_dir}: not a study folder (no study.yaml)")
-    spec = load_study(path / "study.yaml")
+    spec = load_study(path / "study.yaml", stored=True)  # a study from before a setting keeps its old meaning
     if spec.name != path.name:
         raise InputError(f"{path / 'study.yaml'}: name {spec.name!r} does not match the folder name {path.name!r}")
     return spec, RunOptions(storage=str(path.parent))

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from mmc_sweep.config import (
-    INVARIANCE_METRICS, VIEWS, BaseModelSpec, DataSpec, FinetuneSpec, ModelSpec, PathSpec, TrainSpec, _check, _help, spec_hash, to_dict,
+    CLEAN_STREAM, INVARIANCE_METRICS, PAIRINGS, VIEWS, BaseModelSpec, DataSpec, FinetuneSpec, ModelSpec, PathSpec,
+    TrainSpec, _check, _help, legacy_values, spec_hash, to_dict,
 )
 from mmc_sweep.errors import InputError
 from mmc_sweep.finetune import METHODS
@@ -67,8 +68,16 @@ class BaseSpec:
     schedule: str = _like(TrainSpec, "schedule")
     milestones: tuple[int, ...] = _like(TrainSpec, "milestones")
     gamma: float = _like(TrainSpec, "gamma")
+    pairing: str = _help(
+        "how a seed's clean reference relates to its cue models: independent (its own initialisation and its own "
+        "batch order, drawn from the seed's stream 'clean': a cue->clean barrier then measures mechanism, not "
+        "stability to SGD noise; the reference trains its no-cue model separately) | shared (the same "
+        "initialisation and batch order as the cue models: twins that differ only by the cue, for the stability "
+        "question; every study from before this setting). The seeds used are recorded in the trial rows",
+        "independent", legacy="shared")
 
     def __post_init__(self) -> None:
+        _check(self.pairing in PAIRINGS, "base.pairing", f"one of {PAIRINGS}", self.pairing)
         object.__setattr__(self, "seeds", tuple(self.seeds))
         object.__setattr__(self, "milestones", tuple(self.milestones))
         _check(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "base.seeds", "a non-empty list of distinct integers", list(self.seeds))
@@ -79,11 +88,13 @@ class BaseSpec:
             text = str(err)
             raise ValueError(f"base.{text[len('train.'):]}" if text.startswith("train.") else text) from None
 
-    def train_spec(self, seed: int) -> TrainSpec:
-        """The training settings of the base models of ``seed``: the one conversion to a TrainSpec."""
+    def train_spec(self, seed: int, kind: str = "cue") -> TrainSpec:
+        """The training settings of the base model ``kind`` of ``seed``: the one conversion to a TrainSpec.
+        Cue models use the seed's own stream; the clean reference its own stream under ``independent``."""
+        stream = CLEAN_STREAM if kind == "clean" and self.pairing == "independent" else ""
         return TrainSpec(epochs=self.epochs, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
                          batch_size=self.batch_size, seed=seed, nesterov=self.nesterov, schedule=self.schedule,
-                         milestones=self.milestones, gamma=self.gamma)
+                         milestones=self.milestones, gamma=self.gamma, stream=stream)
 
 
 @dataclass(frozen=True)
@@ -267,7 +278,8 @@ class StudySpec:
 
     def base_model(self, kind: str, seed: int, cue_proportion: float | None = None) -> BaseModelSpec:
         proportion = self.data.cue_proportion if cue_proportion is None else cue_proportion
-        return BaseModelSpec(kind, dataclasses.replace(self.data, cue_proportion=proportion), self.model, self.base.train_spec(seed))
+        return BaseModelSpec(kind, dataclasses.replace(self.data, cue_proportion=proportion), self.model,
+                             self.base.train_spec(seed, kind))
 
 
 # ---- loading ---------------------------------------------------------------------------------
@@ -277,11 +289,11 @@ def _suggest(word: str, options: typing.Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _convert(value: Any, hint: Any, key: str) -> Any:
+def _convert(value: Any, hint: Any, key: str, stored: bool = False) -> Any:
     """Check ``value`` against the type ``hint`` and convert it (lists to tuples, mappings to specs)."""
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key)
+        return _build(hint, value, key, stored)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{key}: expected a list, got {value!r}")
@@ -314,20 +326,28 @@ def _item_key(key: str, item: Any) -> str:
     return f"{key}.{item['name']}" if named and key == "search.space" else key
 
 
-def _build(cls: type, raw: Any, key: str) -> Any:
-    """Construct spec ``cls`` from a mapping: unknown keys and wrong types are errors naming the key."""
+def _build(cls: type, raw: Any, key: str, stored: bool = False) -> Any:
+    """Construct spec ``cls`` from a mapping: unknown keys and wrong types are errors naming the key.
+
+    ``stored``: ``raw`` is a study's stored ``study.yaml`` (every setting resolved when it was written):
+    a key it lacks is a setting added since, and a setting with a legacy value takes that value, so
+    the stored study keeps its meaning (a new study file gets the default).
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ValueError(f"{key}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
+    kwargs = {name: value for name, value in legacy_values(cls).items() if stored and name not in raw}
     for name, value in raw.items():
         full = f"{key}.{name}" if key else str(name)
         if name not in names:
             raise ValueError(f"{full}: unknown key{_suggest(str(name), names)}; valid: {', '.join(names)}")
-        kwargs[name] = _convert(value, hints[name], full)
+        kwargs[name] = _convert(value, hints[name], full, stored)
+    if stored:  # sections the stored file lacks entirely still get their legacy values
+        kwargs |= {f.name: _build(hints[f.name], {}, f"{key}.{f.name}" if key else f.name, stored)
+                   for f in dataclasses.fields(cls) if f.name not in kwargs and dataclasses.is_dataclass(hints[f.name])}
     return cls(**kwargs)
 
 
@@ -450,8 +470,12 @@ def _check_one(value: str, valid: list[str] | tuple[str, ...], key: str) -> None
         raise ValueError(f"{key}: unknown {value!r}{_suggest(value, valid)}; valid: {', '.join(valid)}")
 
 
-def parse_study(raw: Any, source: str = "<study>") -> StudySpec:
-    """Validate a loaded YAML mapping into a :class:`StudySpec`; errors are ``InputError`` naming ``source``."""
+def parse_study(raw: Any, source: str = "<study>", stored: bool = False) -> StudySpec:
+    """Validate a loaded YAML mapping into a :class:`StudySpec`; errors are ``InputError`` naming ``source``.
+
+    ``stored``: ``raw`` is an existing study's ``study.yaml``: settings it lacks that have a legacy value
+    (``base.pairing``) take it, so a study from before them resumes with its old meaning and hash.
+    """
     try:
         if not isinstance(raw, dict):
             got = "an empty file" if raw is None else f"a {type(raw).__name__}"
@@ -465,7 +489,7 @@ def parse_study(raw: Any, source: str = "<study>") -> StudySpec:
         search["space"] = _space(search.get("space"))
         search["objectives"] = _objectives(search.get("objectives"))
         raw["search"] = search
-        spec = _build(StudySpec, raw, "")
+        spec = _build(StudySpec, raw, "", stored)
         _check_names(spec)
         return spec
     except (ValueError, TypeError) as err:
@@ -491,9 +515,10 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_study(path: str | Path) -> StudySpec:
-    """Read and validate a study file (safe YAML loader, no duplicate keys)."""
-    return parse_study(read_study_file(path), str(path))
+def load_study(path: str | Path, stored: bool = False) -> StudySpec:
+    """Read and validate a study file (safe YAML loader, no duplicate keys); ``stored``: an existing
+    study's ``study.yaml`` (see :func:`parse_study`)."""
+    return parse_study(read_study_file(path), str(path), stored)
 
 
 def read_study_file(path: str | Path) -> Any:

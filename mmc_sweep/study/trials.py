@@ -96,7 +96,9 @@ def base_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float) -> N
 
     model = train_base(task, key.kind, key.model, key.train, device, on_epoch=on_epoch,
                        resume=restored["train"] if restored else None)
-    save_base(store, key, model, {"duration_s": time.perf_counter() - started, "device": device_label(device), "spec": to_dict(key)})
+    seeds = {"stream": key.train.stream, "init_seed": key.train.init_seed, "order_seed": key.train.order_seed}
+    save_base(store, key, model, {"duration_s": time.perf_counter() - started, "device": device_label(device), **seeds,
+                                  "spec": to_dict(key)})
 
 
 # ---- fine-tuning trials -----------------------------------------------------------------------------
@@ -104,6 +106,14 @@ def base_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float) -> N
 def params_row(ft: FinetuneSpec) -> dict[str, Any]:
     """The ``param_<name>`` columns of a trial's row."""
     return {f"param_{name}": getattr(ft, name) for name in PARAM_TYPES}
+
+
+def pairing_row(spec: StudySpec, seed: int) -> dict[str, Any]:
+    """How the base pair of ``seed`` was made (columns ``results.PAIRING_COLUMNS``): the study's pairing
+    and the seeds of the cue model's and the clean reference's initialisation and batch order."""
+    cue, clean = spec.base.train_spec(seed, "cue"), spec.base.train_spec(seed, "clean")
+    return {"pairing": spec.base.pairing, "cue_init_seed": cue.init_seed, "cue_order_seed": cue.order_seed,
+            "clean_init_seed": clean.init_seed, "clean_order_seed": clean.order_seed}
 
 
 def _nan_free(metrics: dict[str, float]) -> dict[str, float | None]:
@@ -174,7 +184,8 @@ def _base_pair(seed: int, spec: StudySpec, store: Store, cpus: float) -> None:
         info = json.loads(store.read_bytes(*model_folder(key), "info.json"))
         row = {"trial_id": f"base_{kind}_s{seed}", "role": "base", "status": "completed", "method": f"base_{kind}",
                "base_seed": seed, "cue_proportion": key.data.cue_proportion, "epochs": key.train.epochs, "start_epoch": 0,
-               "device": info["device"], "duration_s": info["duration_s"], **view_metrics(models[kind], task.views)}
+               "device": info["device"], "duration_s": info["duration_s"], **pairing_row(spec, seed),
+               **view_metrics(models[kind], task.views)}
         if kind == "clean":
             row.update(barriers)
         trials.append(_nan_free(row))
@@ -193,7 +204,9 @@ def _control_pair(trial_id: str, first: int, second: int, *, spec: StudySpec, st
                                     midpoints=StoreMidpoints(store))
     row = {"trial_id": trial_id, "role": "base", "status": "completed", "method": "control_clean", "base_seed": first,
            "cue_proportion": 0.0, "epochs": 0, "start_epoch": 0, "device": device_label(device),
-           "node": ray.get_runtime_context().get_node_id(), "duration_s": time.perf_counter() - started, **barriers}
+           "node": ray.get_runtime_context().get_node_id(), "duration_s": time.perf_counter() - started,
+           "pairing": spec.base.pairing, "clean_init_seed": keys[0].train.init_seed, "clean_order_seed": keys[0].train.order_seed,
+           "clean_b_init_seed": keys[1].train.init_seed, "clean_b_order_seed": keys[1].train.order_seed, **barriers}
     rows = {"trials": [_nan_free(row)], "paths": [{"trial_id": trial_id, **r} for r in paths], "history": []}
     tune.report({"done": 1, ROWS_KEY: json.dumps(rows)})
 
@@ -221,7 +234,7 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
     started = time.perf_counter() - (restored.get("elapsed_s", 0.0) if restored else 0.0)
     row = {"trial_id": trial_id, "role": role, "method": ft.method, "base_seed": seed, "cue_proportion": proportion,
            "epochs": total_epochs(ft), "device": device_label(device), "node": ray.get_runtime_context().get_node_id(),
-           **params_row(ft)}
+           **pairing_row(spec, seed), **params_row(ft)}
     objectives = _reported(spec)
     history: list[dict] = restored["history"] if restored else []
     row["start_epoch"] = len(history)
