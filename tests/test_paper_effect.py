@@ -1,0 +1,16 @@
+"""The paper's effect on the embedded data, as a test: three base seeds, independent pairs, the
+qualitative claims of Lubana et al. with margins a broken implementation would miss (CBFT without its
+barrier and invariance terms, or with the barrier loss's gradient cut, fails the barrier claims).
+The recipe, the measurements and the claims with their calibration: tests/paper_effect.py."""
+from __future__ import annotations
+
+import pytest
+
+from paper_effect import SEEDS, failed_claims, means, measure
+
+
+@pytest.mark.slow  # about a minute on 2 cores: six base models, twelve fine-tunings, their paths
+def test_the_papers_claims_hold_on_the_embedded_data():
+    rows = measure(SEEDS)
+    assert len(rows) == len(SEEDS) >= 3
+    assert failed_claims(rows) == [], means(rows)
