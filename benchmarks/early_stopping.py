@@ -39,8 +39,9 @@ ASHA = {"metric": "acc_clean", "mode": "max", "grace_period": 1, "reduction_fact
 
 def run_search(folder: Path, name: str, trials: int, epochs: int, scheduler: str) -> tuple[int, float, dict]:
     """(epochs trained, best acc_rand_cue of a completed trial, trials by status) of one search."""
-    from mmc_sweep.study.runner import RunOptions, run
-    from mmc_sweep.study.spec import parse_study
+    from mmc_sweep.study.definition.options import RunOptions
+    from mmc_sweep.study.definition.spec import parse_study
+    from mmc_sweep.study.run.runner import run
 
     raw = yaml.safe_load(yaml.safe_dump(STUDY))
     raw["name"] = name

@@ -59,13 +59,13 @@ import yaml
 
 from mmc_sweep.config import BARRIER_TYPES, VIEWS, barrier_metric
 from mmc_sweep.finetune import total_epochs
-from mmc_sweep.study.compaction import compact_study
-from mmc_sweep.study.overrides import apply_sets
-from mmc_sweep.study.results import TABLES, VIEW_METRICS, metadata_for, write_trial
-from mmc_sweep.study.spec import StudySpec, trial_paths
-from mmc_sweep.study.stages import reference_jobs, search_samples
-from mmc_sweep.study.store import Store
-from mmc_sweep.study.trials import params_row, search_settings
+from mmc_sweep.study.definition.overrides import apply_sets
+from mmc_sweep.study.definition.spec import StudySpec, trial_paths
+from mmc_sweep.study.run.stages import reference_jobs, search_samples
+from mmc_sweep.study.run.trials import params_row, search_settings
+from mmc_sweep.study.storage.compaction import compact_study
+from mmc_sweep.study.storage.results import TABLES, VIEW_METRICS, metadata_for, write_trial
+from mmc_sweep.study.storage.store import Store
 
 PRESET = ROOT / "search_spaces" / "paper" / "cifar10_box.yaml"
 PROPORTIONS = [0.2, 0.4, 0.6, 0.8, 1.0]  # 5 cue proportions; 0.8 (the preset's) among them

@@ -25,12 +25,14 @@ from rich.console import Console
 from mmc_sweep.config import DataSpec, FinetuneSpec, ModelSpec, PathSpec
 from mmc_sweep.data import build_task
 from mmc_sweep.experiment import finetune_and_measure
-from mmc_sweep.study.artifacts import load_base
-from mmc_sweep.study.results import read_trials
-from mmc_sweep.study.runner import RunOptions, connect_ray, prepare_study_folder
-from mmc_sweep.study.spec import BaseSpec, ObjectiveSpec, ParamSpec, ResourceSpec, SearchSpec, StudySpec
-from mmc_sweep.study.stages import run_base_stage, run_search_stage
-from mmc_sweep.study.store import Store
+from mmc_sweep.study.definition.folder import prepare_study_folder
+from mmc_sweep.study.definition.options import RunOptions
+from mmc_sweep.study.definition.spec import BaseSpec, ObjectiveSpec, ParamSpec, ResourceSpec, SearchSpec, StudySpec
+from mmc_sweep.study.run.cluster import connect_ray
+from mmc_sweep.study.run.stages import run_base_stage, run_search_stage
+from mmc_sweep.study.storage.artifacts import load_base
+from mmc_sweep.study.storage.results import read_trials
+from mmc_sweep.study.storage.store import Store
 
 N_TRIALS = 8
 SLOTS = 2  # concurrent one-CPU trials on the 2-core machine

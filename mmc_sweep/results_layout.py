@@ -6,7 +6,7 @@ trials each. A trial is in exactly one of them, so globbing ``*.parquet`` (panda
 DuckDB) reads every row once. A compacted file names its trials in its footer
 (:data:`TRIAL_IDS_KEY`, a JSON list), so which trials a folder holds is known without reading rows.
 
-Compaction swaps a whole table folder for a new one in one rename (``mmc_sweep.study.compaction``).
+Compaction swaps a whole table folder for a new one in one rename (``mmc_sweep.study.storage.compaction``).
 Where the file system cannot exchange two folders atomically, it renames the live folder away and
 the new one in: a crash between the two leaves no live folder but a complete ``.<table>.next``
 (marked by :data:`MARKER`), which readers take instead and the next run puts in place.

@@ -145,7 +145,7 @@ def write_study(folder: Path, trial_ids: list[str] | None = None, name: str = "h
 
 
 # ------------------------------------------------------------------------------------------------
-# A study of the three path kinds, written by the harness's own writer (mmc_sweep.study.results),
+# A study of the three path kinds, written by the harness's own writer (mmc_sweep.study.storage.results),
 # so every part file has the harness's schemas: barrier columns of every kind, path, view and type,
 # invariance metrics on the path rows. Two base seeds and the control pair between their clean
 # references. Barrier heights are made up so that every (trial, kind, path, view, type) differs:
@@ -215,8 +215,8 @@ def _kinds_rows(trial_id: str) -> tuple[dict, list[dict]]:
 def write_kinds_study(storage: Path, name: str = "kinds", changes: dict[str, dict] | None = None) -> Path:
     """The three-kinds study under ``storage/name`` (study.yaml plus every trial of :data:`KINDS_TRIALS`);
     ``changes``: trial id -> columns whose values replace the made-up ones."""
-    from mmc_sweep.study.results import write_trial
-    from mmc_sweep.study.store import Store
+    from mmc_sweep.study.storage.results import write_trial
+    from mmc_sweep.study.storage.store import Store
 
     folder = storage / name
     folder.mkdir(parents=True, exist_ok=True)

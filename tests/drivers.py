@@ -15,7 +15,7 @@ import torch
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from mmc_sweep.study.optuna_record import row_id
+from mmc_sweep.study.search.record import row_id
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from mmc_sweep.study import faults
+
 REPO = Path(__file__).resolve().parents[1]
 STUDY_DEADLINE_S = 240.0  # safety nets only: the test takes about a minute
 REMOVE_DEADLINE_S = 150.0
@@ -76,7 +78,7 @@ def main(study_file: str, storage: str, report_path: str, log_path: str) -> int:
         ray.get(hold.ready.remote(), timeout=60)
         timeline["head_cpu_held"] = round(time.monotonic() - started, 1)
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MMC_SWEEP_FAULT_")}  # no injected faults here
+        env = {k: v for k, v in os.environ.items() if k != faults.ENV}  # no injected faults here
         env.update(RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
         with open(log_path, "w") as log:
             study = subprocess.Popen([sys.executable, str(REPO / "run_study.py"), "run", study_file, "--storage", storage,

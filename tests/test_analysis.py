@@ -298,7 +298,7 @@ def mean_barrier(trial_ids, barrier_type, kind, path, view):
 
 def test_barrier_column_names_are_the_harness_names():
     from mmc_sweep.paths import BARRIER_TYPES, barrier_metric, kind_names
-    from mmc_sweep.study.results import BARRIER_METRICS
+    from mmc_sweep.study.storage.results import BARRIER_METRICS
 
     assert list(KINDS) == kind_names()
     for name in BARRIER_METRICS:  # every barrier column the harness writes parses back to its parts

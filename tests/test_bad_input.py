@@ -60,7 +60,7 @@ def _cifar_roots(base: Path, good_root: str) -> dict[str, str]:
 
 def _existing_study(storage: Path) -> Path:
     """A study folder as a run leaves it before its first trial: the resolved spec in study.yaml."""
-    from mmc_sweep.study.spec import dump_study, parse_study
+    from mmc_sweep.study.definition.spec import dump_study, parse_study
 
     folder = storage / "clash"
     folder.mkdir(parents=True)
@@ -350,9 +350,9 @@ if __name__ == "__main__":
 # ---- valid input passes the same checks --------------------------------------------------------
 
 def test_valid_options_pass_preflight_and_create_nothing(tmp_path):
-    from mmc_sweep.study.preflight import preflight
-    from mmc_sweep.study.runner import RunOptions
-    from mmc_sweep.study.spec import parse_study
+    from mmc_sweep.study.definition.options import RunOptions
+    from mmc_sweep.study.definition.preflight import preflight
+    from mmc_sweep.study.definition.spec import parse_study
 
     spec = parse_study({**TINY, "name": "fine"})
     for address in (None, "auto", "local", "localhost:6379", "ray://10.0.0.1:10001"):
@@ -366,8 +366,8 @@ def test_valid_options_pass_preflight_and_create_nothing(tmp_path):
 def test_cifar_roots_are_checked_without_building_the_task(tiny_cifar_root):
     from mmc_sweep.config import DataSpec
     from mmc_sweep.data import check_data_root
-    from mmc_sweep.study.preflight import check_data
-    from mmc_sweep.study.spec import parse_study
+    from mmc_sweep.study.definition.preflight import check_data
+    from mmc_sweep.study.definition.spec import parse_study
 
     counts = check_data_root(DataSpec(dataset="cifar100", root=tiny_cifar_root))
     assert counts.tolist() == [2] * 100  # 200 training images, every class twice
@@ -381,7 +381,7 @@ def test_cifar_roots_are_checked_without_building_the_task(tiny_cifar_root):
 def test_max_failures_from_file_and_command_line_leave_the_hash(tmp_path):
     from mmc_sweep.cli import build_parser
     from mmc_sweep.study.cli import _overrides
-    from mmc_sweep.study.spec import load_study
+    from mmc_sweep.study.definition.spec import load_study
 
     path = write_study(tmp_path, "retries", failure={"max_failures": 5})
     spec = load_study(path)
@@ -393,7 +393,7 @@ def test_max_failures_from_file_and_command_line_leave_the_hash(tmp_path):
 
 
 def test_searched_settings_keep_their_type(tmp_path):
-    from mmc_sweep.study.spec import load_study
+    from mmc_sweep.study.definition.spec import load_study
 
     spec = load_study(write_study(tmp_path, "typed", search=space(
         lambda_barrier={"type": "categorical", "choices": [1, 10]},  # YAML integers for a float setting

@@ -24,10 +24,11 @@ from mmc_sweep.analysis.load import load_study, read_paths
 from mmc_sweep.analysis.synthetic import write_synthetic_study
 from mmc_sweep.cli import main
 from mmc_sweep.results_layout import MARKER, TRIAL_IDS_KEY
-from mmc_sweep.study.compaction import FAULT_ENV, compact_study
-from mmc_sweep.study.lock import study_lock
-from mmc_sweep.study.results import finished_trials, read_trial, read_trials, write_trial
-from mmc_sweep.study.store import Store
+from mmc_sweep.study.faults import switch
+from mmc_sweep.study.storage.compaction import compact_study
+from mmc_sweep.study.storage.lock import study_lock
+from mmc_sweep.study.storage.results import finished_trials, read_trial, read_trials, write_trial
+from mmc_sweep.study.storage.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = ("trials", "paths", "history")
@@ -137,8 +138,8 @@ def test_uncommitted_rows_stay_part_files(tmp_path):
 
 
 def _compact_killed_at(folder: Path, point: str, exchange: bool) -> subprocess.CompletedProcess:
-    code = f"from mmc_sweep.study.compaction import compact_study; compact_study({str(folder)!r}, exchange={exchange})"
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, FAULT_ENV: point},
+    code = f"from mmc_sweep.study.storage.compaction import compact_study; compact_study({str(folder)!r}, exchange={exchange})"
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, **switch(kill_in_compaction=point)},
                           capture_output=True, text=True, timeout=120)
 
 

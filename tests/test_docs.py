@@ -25,8 +25,8 @@ import yaml
 
 from mmc_sweep.cli import build_parser
 from mmc_sweep.errors import InputError
-from mmc_sweep.study.overrides import apply_sets, smoke
-from mmc_sweep.study.spec import ObjectiveSpec, ParamSpec, StudySpec, load_study, parse_study, read_study_file
+from mmc_sweep.study.definition.overrides import apply_sets, smoke
+from mmc_sweep.study.definition.spec import ObjectiveSpec, ParamSpec, StudySpec, load_study, parse_study, read_study_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

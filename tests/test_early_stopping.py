@@ -12,8 +12,9 @@ EPOCHS = 4
 
 
 def test_asha_prunes_trials_and_tells_optuna(ray_cluster, tmp_path):
-    from mmc_sweep.study.runner import RunOptions, run
-    from mmc_sweep.study.spec import load_study
+    from mmc_sweep.study.definition.options import RunOptions
+    from mmc_sweep.study.definition.spec import load_study
+    from mmc_sweep.study.run.runner import run
 
     asha = {"metric": "acc_clean", "mode": "max", "grace_period": 1, "reduction_factor": 2}
     spec = load_study(write_study(tmp_path, "asha", baselines=[], finetune={"epochs": EPOCHS},

@@ -21,6 +21,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from rich.console import Console
 
+from mmc_sweep.study import faults
 from study_files import search, write_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,16 +66,16 @@ def _check_each_trial_once(folder: Path, name: str, samples: int, epochs: int) -
 # ---- item 3: a worker that dies is retried from its last checkpoint ---------------------------------------
 
 def test_a_dead_worker_is_retried_from_its_last_checkpoint(ray_cluster, tmp_path, monkeypatch):
-    from mmc_sweep.study.runner import RunOptions, run
-    from mmc_sweep.study.spec import load_study
-    from mmc_sweep.study.trials import WORKER_EXIT_ENV
+    from mmc_sweep.study.definition.options import RunOptions
+    from mmc_sweep.study.definition.spec import load_study
+    from mmc_sweep.study.run.runner import run
 
     epochs, samples = 4, 2
     spec_file = write_study(tmp_path, "worker_exit", baselines=[], finetune={"epochs": epochs},
                             search=search(num_samples=samples, max_concurrent=2))
     # read on the driver (this process) and handed to every fine-tuning trial: each trial's worker
     # process dies once, at the start of epoch 3's report, so its last checkpoint is epoch 2's
-    monkeypatch.setenv(WORKER_EXIT_ENV, "3")
+    monkeypatch.setenv(faults.ENV, "worker_exit_epoch=3")
     store = tmp_path / "store"
     log = io.StringIO()
     outcome = run(load_study(spec_file), RunOptions(storage=str(store), address=ray_cluster.address),
@@ -102,7 +103,7 @@ def test_trials_of_a_lost_node_are_rescheduled_from_their_checkpoints(tmp_path):
     spec_file = write_study(tmp_path, "node_loss", baselines=[], finetune={"epochs": epochs},
                             search=search(num_samples=samples, max_concurrent=3))
     store, report_file, log_file = tmp_path / "store", tmp_path / "report.json", tmp_path / "study.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMC_SWEEP_FAULT_")}
+    env = {k: v for k, v in os.environ.items() if k != faults.ENV}  # no injected faults here
     env.update(RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
     driver = subprocess.Popen([sys.executable, str(REPO / "tests" / "failure_driver.py"), str(spec_file), str(store),
                                str(report_file), str(log_file)], cwd=REPO, env=env,

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from drivers import (assert_journal_matches_parquet, driver, journal_trials, search_results, table, trial_states,
                      wait_for_running_trial)
+from mmc_sweep.study.faults import switch
 from study_files import search, write_study
 
 OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
@@ -65,7 +66,7 @@ def test_driver_killed_between_table_writes(ray_cluster, tmp_path):
     folder = store / "torn"
     log = tmp_path / "run.log"
     run = driver(["run", str(spec), "--storage", str(store), "--address", ray_cluster.address], log,
-                 MMC_SWEEP_FAULT_KILL_AFTER_TABLE="history")
+                 **switch(kill_after_table="history"))
     assert run.wait(timeout=300) == -signal.SIGKILL, log.read_text()
     torn = {r["trial_id"] for r in table(folder, "history")} - {r["trial_id"] for r in table(folder, "trials")}
     assert torn == {"naive_ft_s0"}, torn  # the first fine-tuning trial: history written, not committed

@@ -52,8 +52,10 @@ def test_journal_lives_with_the_study_on_non_local_storage(ray_cluster, tmp_path
 
 
 def test_any_optuna_storage_url(ray_cluster, tmp_path):
-    from mmc_sweep.study.runner import RunOptions, load_resumable, run
-    from mmc_sweep.study.spec import load_study
+    from mmc_sweep.study.definition.folder import load_resumable
+    from mmc_sweep.study.definition.options import RunOptions
+    from mmc_sweep.study.definition.spec import load_study
+    from mmc_sweep.study.run.runner import run
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     spec = load_study(write_study(tmp_path, "in_db", baselines=[], search=search(num_samples=2)))
@@ -73,8 +75,9 @@ def test_diverged_trials_fail_and_repeated_proposals_reuse_results(ray_cluster, 
     """lr 1e38 diverges in its first epoch: a failed row, FAIL in Optuna, never retried. The random
     sampler proposes each of the two settings more than once: a repeat of a completed trial reuses
     its result (same values, rows copied, no training), recorded with reused_from."""
-    from mmc_sweep.study.runner import RunOptions, run
-    from mmc_sweep.study.spec import load_study
+    from mmc_sweep.study.definition.options import RunOptions
+    from mmc_sweep.study.definition.spec import load_study
+    from mmc_sweep.study.run.runner import run
 
     space = {"lr": {"type": "categorical", "choices": [0.05, 1.0e38]}}
     spec = load_study(write_study(tmp_path, "dup", baselines=[], finetune={"method": "naive_ft", "epochs": 2},

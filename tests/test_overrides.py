@@ -9,8 +9,8 @@ import yaml
 
 from mmc_sweep.cli import main
 from mmc_sweep.errors import InputError
-from mmc_sweep.study.overrides import SMOKE_CLEAN, SMOKE_TRIALS, apply_sets, smoke
-from mmc_sweep.study.spec import dump_study, load_study, read_study_file
+from mmc_sweep.study.definition.overrides import SMOKE_CLEAN, SMOKE_TRIALS, apply_sets, smoke
+from mmc_sweep.study.definition.spec import dump_study, load_study, read_study_file
 from study_files import write_study
 
 

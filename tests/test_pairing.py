@@ -12,9 +12,9 @@ from mmc_sweep.config import DataSpec, ModelSpec, spec_hash, stream_seed
 from mmc_sweep.data import build_task
 from mmc_sweep.errors import InputError
 from mmc_sweep.experiment import new_model, train_base
-from mmc_sweep.study.runner import check_study_name, load_resumable
-from mmc_sweep.study.spec import BaseSpec, StudySpec, dump_study, parse_study
-from mmc_sweep.study.store import Store
+from mmc_sweep.study.definition.folder import check_study_name, load_resumable
+from mmc_sweep.study.definition.spec import BaseSpec, StudySpec, dump_study, parse_study
+from mmc_sweep.study.storage.store import Store
 from mmc_sweep.train import epoch_generator
 from study_files import TINY
 

@@ -11,7 +11,7 @@ import yaml
 from conftest import _write_batch, write_tiny_fashion_mnist
 from drivers import REPO, table
 from mmc_sweep.cli import main
-from mmc_sweep.study.spec import load_study
+from mmc_sweep.study.definition.spec import load_study
 
 PRESETS = sorted((REPO / "search_spaces" / "paper").glob("*.yaml"))
 

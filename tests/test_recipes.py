@@ -13,7 +13,7 @@ from mmc_sweep.data import ImageSet, build_task
 from mmc_sweep.finetune import (class_mean_distance, cue_pool, finetune, paper_class_mean_distance, sample_t,
                                 total_epochs)
 from mmc_sweep.models import create_model, model_names
-from mmc_sweep.study.spec import BaseSpec
+from mmc_sweep.study.definition.spec import BaseSpec
 from mmc_sweep.train import fit, lr_factor, train_model
 
 

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "analysis.md"  # where the DuckDB query is shown
 TOLERANCE = 1e-12
 
 
@@ -53,7 +53,7 @@ def _same(a, b) -> bool:
 def _readme_duckdb_query() -> str:
     """The README's DuckDB query (the ```sql block that calls read_parquet)."""
     blocks = [b for b in re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.S) if "read_parquet(" in b]
-    assert len(blocks) == 1, f"expected one DuckDB query in README.md, found {len(blocks)}"
+    assert len(blocks) == 1, f"expected one DuckDB query in docs/analysis.md, found {len(blocks)}"
     return blocks[0]
 
 

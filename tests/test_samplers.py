@@ -7,11 +7,11 @@ import pickle
 import optuna
 import pytest
 
-from mmc_sweep.study.optuna_record import OptunaRecord
-from mmc_sweep.study.samplers import SAMPLERS
-from mmc_sweep.study.search import ROWS_KEY, StudySearcher
-from mmc_sweep.study.spec import SAMPLER_NAMES, ObjectiveSpec, ParamSpec, SearchSpec
-from mmc_sweep.study.store import Store
+from mmc_sweep.study.definition.spec import SAMPLER_NAMES, ObjectiveSpec, ParamSpec, SearchSpec
+from mmc_sweep.study.search.record import OptunaRecord
+from mmc_sweep.study.search.samplers import SAMPLERS
+from mmc_sweep.study.search.searcher import ROWS_KEY, StudySearcher
+from mmc_sweep.study.storage.store import Store
 
 # stepped ranges, so that the grid sampler has a grid (48 points); NSGA-II's population is 4
 SPACE = (ParamSpec("lr", "categorical", choices=(0.01, 0.03, 0.1)),

@@ -10,7 +10,7 @@ import pytest
 from drivers import run_sampling_free_gpu
 from mmc_sweep.cli import main
 from mmc_sweep.config import spec_hash, stream_seed
-from mmc_sweep.study.spec import load_study
+from mmc_sweep.study.definition.spec import load_study
 from study_files import TINY, write_study
 
 VIEWS = ("clean", "cue", "rand_cue", "rand_img")

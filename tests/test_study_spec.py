@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from mmc_sweep.cli import main
-from mmc_sweep.study.spec import dump_study, load_study, parse_study
+from mmc_sweep.study.definition.spec import dump_study, load_study, parse_study
 from study_files import TINY, write_study
 
 REPO_PRESETS = ("quickstart", "cbft", "baselines", "connectivity")

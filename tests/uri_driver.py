@@ -8,8 +8,10 @@ import pyarrow.fs as pafs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mmc_sweep.study.runner import RunOptions, load_resumable, run  # noqa: E402
-from mmc_sweep.study.spec import load_study  # noqa: E402
+from mmc_sweep.study.definition.folder import load_resumable  # noqa: E402
+from mmc_sweep.study.definition.options import RunOptions  # noqa: E402
+from mmc_sweep.study.definition.spec import load_study  # noqa: E402
+from mmc_sweep.study.run.runner import run  # noqa: E402
 
 bucket, mode, what, address = sys.argv[1:5]
 fs = pafs.SubTreeFileSystem(bucket, pafs.LocalFileSystem())

@@ -115,7 +115,7 @@ def make_figures(study: Study, out_dir: Path, size: Size, trial_ids: Sequence[st
         history_figure(trials, study.spec, out_dir / "history.png", size),
     ]
     if importance:
-        from mmc_sweep.study.importance import param_importances  # lazy: Optuna, in study/
+        from mmc_sweep.study.search.importance import param_importances  # lazy: Optuna, in study/search/
 
         written.append(importance_figure(param_importances(trials, study.spec), study.spec,
                                          out_dir / "importance.png", size))

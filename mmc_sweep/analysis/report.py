@@ -61,7 +61,7 @@ def analyze_report(study: Study, top: int = DEFAULT_TOP, tolerance_pp: float = D
         "importance": {},
     }
     if importance:
-        from mmc_sweep.study.importance import param_importances  # lazy: Optuna, in study/
+        from mmc_sweep.study.search.importance import param_importances  # lazy: Optuna, in study/search/
 
         report["importance"] = param_importances(study.trials, study.spec)
     return report

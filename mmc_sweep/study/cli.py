@@ -109,10 +109,11 @@ def _overrides(args: argparse.Namespace, spec):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mmc_sweep.study.preflight import preflight
-    from mmc_sweep.study.runner import RunOptions, run
-    from mmc_sweep.study.overrides import apply_sets, smoke
-    from mmc_sweep.study.spec import read_study_file
+    from mmc_sweep.study.definition.options import RunOptions
+    from mmc_sweep.study.definition.overrides import apply_sets, smoke
+    from mmc_sweep.study.definition.preflight import preflight
+    from mmc_sweep.study.definition.spec import read_study_file
+    from mmc_sweep.study.run.runner import run
 
     spec = _overrides(args, apply_sets(read_study_file(args.file), args.set, args.file))
     if args.smoke:
@@ -124,8 +125,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from mmc_sweep.study.preflight import preflight
-    from mmc_sweep.study.runner import load_resumable, run
+    from mmc_sweep.study.definition.folder import load_resumable
+    from mmc_sweep.study.definition.preflight import preflight
+    from mmc_sweep.study.run.runner import run
 
     spec, options = load_resumable(args.study_dir)
     spec = _overrides(args, spec)
@@ -136,8 +138,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    from mmc_sweep.study.compaction import compact_study
-    from mmc_sweep.study.lock import study_lock
+    from mmc_sweep.study.storage.compaction import compact_study
+    from mmc_sweep.study.storage.lock import study_lock
 
     if "://" in args.study_dir:
         raise InputError(f"{args.study_dir}: compaction needs a local or mounted folder (an object store has no "
@@ -161,10 +163,10 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from mmc_sweep.study.results import read_trials
-    from mmc_sweep.study.runner import load_resumable
-    from mmc_sweep.study.stages import reference_jobs, search_samples
-    from mmc_sweep.study.store import Store
+    from mmc_sweep.study.definition.folder import load_resumable
+    from mmc_sweep.study.run.stages import STAGES, reference_jobs, search_samples
+    from mmc_sweep.study.storage.results import read_trials
+    from mmc_sweep.study.storage.store import Store
 
     spec, options = load_resumable(args.study_dir)
     store = Store.open(options.storage)
@@ -180,6 +182,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.add_row(role, *map(str, counts), str(want), str(max(0, want - len(mine))))
     console = Console()
     console.print(table)
-    stages = [s for s in ("base", "reference", "search") if store.exists(spec.name, "tune", s)]
+    stages = [s for s in STAGES if store.exists(spec.name, "tune", s)]
     console.print(f"Tune experiments on disk: {', '.join(stages) or 'none'}; results: {store.uri_of(spec.name, 'results')}")
     return 0

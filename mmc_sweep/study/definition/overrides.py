@@ -15,7 +15,7 @@ import yaml
 
 from mmc_sweep.config import ALL_BATCHES
 from mmc_sweep.errors import InputError
-from mmc_sweep.study.spec import StudySpec, dump_study, parse_study
+from mmc_sweep.study.definition.spec import StudySpec, dump_study, parse_study
 
 # --smoke: the largest value of each size setting (images, epochs, trials, path points)
 SMOKE_IMAGES = {"n_train": 600, "n_test": 200}

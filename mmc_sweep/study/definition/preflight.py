@@ -1,6 +1,6 @@
 """Checks of a study run that need the file system or the data, but no Ray.
 
-They run after the study file is validated and before :func:`mmc_sweep.study.runner.run`: a run that
+They run after the study file is validated and before :func:`mmc_sweep.study.run.runner.run`: a run that
 would fail later (in every trial, or once Ray is up) fails here instead, with one ``InputError`` line
 naming the option or the file and key, and with nothing created or started. Nothing here writes.
 """
@@ -11,24 +11,23 @@ import re
 from pathlib import Path
 
 from mmc_sweep.errors import InputError
-from mmc_sweep.study.spec import StudySpec, n_clean_bounds
+from mmc_sweep.study.definition.folder import check_study_name
+from mmc_sweep.study.definition.options import RunOptions
+from mmc_sweep.study.definition.spec import StudySpec, n_clean_bounds
+from mmc_sweep.study.storage.store import Store
 
 # Optuna storage URLs accepted by --optuna-storage: SQLAlchemy URLs of the databases Optuna's RDB
 # storage supports (a `+driver` may follow the name, e.g. postgresql+psycopg2)
 OPTUNA_SCHEMES = ("sqlite", "postgresql", "mysql")
 
 
-def preflight(spec: StudySpec, options, source: str) -> None:
-    """Every check before a run of ``spec`` with ``options`` (a ``RunOptions``); ``source`` names the
-    study file in messages."""
+def preflight(spec: StudySpec, options: RunOptions, source: str) -> None:
+    """Every check before a run of ``spec`` with ``options``; ``source`` names the study file in messages."""
     check_address(options.address)
     check_storage(options.storage)
     check_optuna_storage(options.optuna_storage)
     check_data(spec, source)
-    from mmc_sweep.study.runner import check_study_name  # Ray-free; run() repeats it, which is cheap
-    from mmc_sweep.study.store import Store
-
-    check_study_name(Store.open(options.storage), spec)
+    check_study_name(Store.open(options.storage), spec)  # run() repeats it, which is cheap
 
 
 # ---- options ----------------------------------------------------------------------------------

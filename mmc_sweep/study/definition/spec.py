@@ -24,7 +24,7 @@ from mmc_sweep.finetune import METHODS
 from mmc_sweep.models import model_names
 from mmc_sweep.paths import BARRIER_TYPES, barrier_metric, kind_names
 
-SAMPLER_NAMES = ("tpe", "nsga2", "random", "grid")  # built in study/samplers.py
+SAMPLER_NAMES = ("tpe", "nsga2", "random", "grid")  # built in study/search/samplers.py
 PARAM_TYPES = ("float", "int", "categorical")
 # metrics every search trial reports that an objective may name; barriers depend on the study (see barrier_objectives)
 OBJECTIVE_METRICS = tuple(f"{k}_{v}" for k in ("acc", "loss") for v in VIEWS) + INVARIANCE_METRICS

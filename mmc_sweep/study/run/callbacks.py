@@ -13,12 +13,12 @@ from rich.text import Text
 from ray import tune
 
 from mmc_sweep.finetune import total_epochs
-from mmc_sweep.study.artifacts import load_trial_state, trial_state_parts
-from mmc_sweep.study.interrupt import INTERRUPTS
-from mmc_sweep.study.results import metadata_for, write_trial
-from mmc_sweep.study.spec import StudySpec
-from mmc_sweep.study.store import Store
-from mmc_sweep.study.trials import ROWS_KEY, params_row, search_settings
+from mmc_sweep.study.definition.spec import StudySpec
+from mmc_sweep.study.run.interrupt import INTERRUPTS
+from mmc_sweep.study.run.trials import ROWS_KEY, params_row, search_settings
+from mmc_sweep.study.storage.artifacts import load_trial_state, trial_state_parts
+from mmc_sweep.study.storage.results import metadata_for, write_trial
+from mmc_sweep.study.storage.store import Store
 
 
 def trial_key(trial) -> str:

@@ -8,9 +8,9 @@ from rich.table import Table
 from mmc_sweep.analysis.pareto import non_dominated
 from mmc_sweep.analysis.tables import views_convention
 from mmc_sweep.config import to_dict
-from mmc_sweep.study.results import read_trials
-from mmc_sweep.study.spec import StudySpec
-from mmc_sweep.study.store import Store
+from mmc_sweep.study.definition.spec import StudySpec
+from mmc_sweep.study.storage.results import read_trials
+from mmc_sweep.study.storage.store import Store
 
 
 def pareto_rows(spec: StudySpec, rows: list[dict]) -> list[dict]:

@@ -8,17 +8,20 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 from rich.console import Console
 
-from mmc_sweep.study.artifacts import has_base
-from mmc_sweep.study.callbacks import LiveProgress, ResultsSink
-from mmc_sweep.study.compaction import compact_study
-from mmc_sweep.study.interrupt import INTERRUPTS
-from mmc_sweep.study.optuna_record import OptunaRecord, reconcile
-from mmc_sweep.study.results import finished_trials, read_trials
-from mmc_sweep.study.runner import RunOptions, StudyOutcome
-from mmc_sweep.study.search import StudySearcher, grid_size
-from mmc_sweep.study.spec import StudySpec
-from mmc_sweep.study.store import Store
-from mmc_sweep.study.trials import ROWS_KEY, base_trial, reference_trial, search_trial, worker_exit_epoch
+from mmc_sweep.study.definition.options import RunOptions
+from mmc_sweep.study.definition.spec import StudySpec
+from mmc_sweep.study.run.callbacks import LiveProgress, ResultsSink
+from mmc_sweep.study.run.interrupt import INTERRUPTS
+from mmc_sweep.study.run.outcome import StudyOutcome
+from mmc_sweep.study.run.trials import ROWS_KEY, base_trial, reference_trial, search_trial, worker_exit_epoch
+from mmc_sweep.study.search.record import OptunaRecord, reconcile
+from mmc_sweep.study.search.searcher import StudySearcher, grid_size
+from mmc_sweep.study.storage.artifacts import has_base
+from mmc_sweep.study.storage.compaction import compact_study
+from mmc_sweep.study.storage.results import finished_trials, read_trials
+from mmc_sweep.study.storage.store import Store
+
+STAGES = ("base", "reference", "search")  # in the order they run; each a Tune experiment under <study>/tune/
 
 
 def _status_counts(store: Store, spec: StudySpec, role: str, trial_ids: frozenset[str] = frozenset()) -> tuple[int, int]:
@@ -200,7 +203,7 @@ def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Cons
     rows = [r for r in read_trials(store, spec.name).to_pylist() if r["role"] == "search"]
     completed = sum(r["status"] == "completed" for r in rows)
     failed = sum(r["status"] == "failed" for r in rows)
-    from mmc_sweep.study.report import print_summary
+    from mmc_sweep.study.run.report import print_summary
 
     print_summary(spec, store, console)
     code = 0 if ok and completed > 0 else 1

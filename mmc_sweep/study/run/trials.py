@@ -1,7 +1,7 @@
 """What one Ray Tune trial does: train a base model, or fine-tune the cue model and measure it.
 
 Every trial reports per-epoch metrics (``ray.tune.report``) after saving its epoch state to the study
-storage (:func:`~mmc_sweep.study.artifacts.trial_state_parts`), resumes from that state when Tune
+storage (:func:`~mmc_sweep.study.storage.artifacts.trial_state_parts`), resumes from that state when Tune
 restarts it, and ends with one report holding its result rows as JSON (``rows_json``), which the
 driver's results sink writes to Parquet.
 
@@ -30,21 +30,20 @@ from mmc_sweep.experiment import Pair, device_label, finetune_and_measure, measu
 from mmc_sweep.finetune import total_epochs
 from mmc_sweep.gpu_share import claim_share, peak_mb
 from mmc_sweep.metrics import view_metrics
-from mmc_sweep.study.artifacts import (StoreMidpoints, has_base, load_base, load_trial_state, model_folder, save_base,
-                                      save_trial_state, trial_state_parts)
-from mmc_sweep.study.results import PARAM_TYPES, read_trial
-from mmc_sweep.study.search import REUSE_KEY, ROWS_KEY  # ROWS_KEY: the final report's rows (JSON)
-from mmc_sweep.study.spec import StudySpec
-from mmc_sweep.study.store import Store
+from mmc_sweep.study.definition.spec import StudySpec
+from mmc_sweep.study.faults import fault
+from mmc_sweep.study.search.searcher import REUSE_KEY, ROWS_KEY  # ROWS_KEY: the final report's rows (JSON)
+from mmc_sweep.study.storage.artifacts import (StoreMidpoints, has_base, load_base, load_trial_state, model_folder,
+                                              save_base, save_trial_state, trial_state_parts)
+from mmc_sweep.study.storage.results import PARAM_TYPES, read_trial
+from mmc_sweep.study.storage.store import Store
 from mmc_sweep.train import DivergedError
-
-# tests only: every fine-tuning trial's worker dies hard once, at the start of this epoch's report
-WORKER_EXIT_ENV = "MMC_SWEEP_FAULT_WORKER_EXIT_EPOCH"
 
 
 def worker_exit_epoch() -> int:
-    """Read on the driver (workers may not share its environment) and passed to every trial."""
-    return int(os.environ.get(WORKER_EXIT_ENV, "0") or 0)
+    """Fault point ``worker_exit_epoch`` (tests only; 0: none). Read on the driver (workers may not
+    share its environment) and passed to every fine-tuning trial."""
+    return int(fault("worker_exit_epoch") or 0)
 
 
 @functools.lru_cache(maxsize=2)

@@ -1,6 +1,6 @@
 """Which searched parameters mattered for each objective: Optuna's parameter importances.
 
-It lives in ``study/`` because it uses Optuna (importances are Optuna's own algorithm), which
+It lives in ``study/search/`` because it uses Optuna (importances are Optuna's own algorithm), which
 DESIGN keeps out of the core and the analysis; the analysis imports it lazily, only when asked for
 importances, and it reads nothing but the Parquet rows it is given. The Optuna study is rebuilt
 in memory from those rows: one study holding the completed search trials, one value per objective, with the

@@ -24,7 +24,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from mmc_sweep.errors import InputError
-from mmc_sweep.study.store import Store
+from mmc_sweep.study.storage.store import Store
 
 JOURNAL = "optuna.journal"
 SETTINGS = "optuna.json"

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import optuna
 from optuna.samplers._lazy_random_state import LazyRandomState  # the one type every sampler keeps its randomness in
 
-from mmc_sweep.study.spec import SearchSpec
+from mmc_sweep.study.definition.spec import SearchSpec
 
 SAMPLERS: dict[str, Callable[[SearchSpec], optuna.samplers.BaseSampler]] = {
     "tpe": lambda s: optuna.samplers.TPESampler(seed=s.seed, multivariate=True),

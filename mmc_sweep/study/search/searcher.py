@@ -2,7 +2,7 @@
 
 The space is a dict of Optuna distributions (not a define-by-run function) and the sampler travels
 as a snapshot of plain data (see samplers), so the searcher pickles cleanly into Tune's experiment
-snapshot, on any Optuna release. Where the trials are recorded: see optuna_record.
+snapshot, on any Optuna release. Where the trials are recorded: see record.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from mmc_sweep.study.optuna_record import TUNE_ID, OptunaRecord, finite_values
-from mmc_sweep.study.samplers import rebuild, snapshot
-from mmc_sweep.study.spec import SearchSpec
+from mmc_sweep.study.definition.spec import SearchSpec
+from mmc_sweep.study.search.record import TUNE_ID, OptunaRecord, finite_values
+from mmc_sweep.study.search.samplers import rebuild, snapshot
 
 REUSE_KEY = "reuse_of"  # in a trial's config: the id of the finished trial with the same parameters
 ROWS_KEY = "rows_json"  # in a trial's final report: its result rows (a trial without one was stopped early)

@@ -17,7 +17,7 @@ from mmc_sweep.config import BaseModelSpec, spec_hash
 from mmc_sweep.data import CueTask
 from mmc_sweep.experiment import new_model
 from mmc_sweep.models import CueModel
-from mmc_sweep.study.store import Store, to_buffer
+from mmc_sweep.study.storage.store import Store, to_buffer
 
 
 def model_folder(key: BaseModelSpec) -> tuple[str, str]:

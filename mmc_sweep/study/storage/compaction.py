@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,13 +30,13 @@ import pyarrow.parquet as pq
 
 from mmc_sweep.results_layout import (COMPACTED_PREFIX, MARKER, SPEC_HASH_KEY, SPEC_HASHES_KEY, TRIAL_IDS_KEY,
                                       is_compacted, is_visible_parquet, spec_hashes_in, staging_folder, trial_ids_in)
-from mmc_sweep.study.results import TABLES, finished_trials
-from mmc_sweep.study.store import Store
+from mmc_sweep.study.faults import kill_if
+from mmc_sweep.study.storage.results import TABLES, finished_trials
+from mmc_sweep.study.storage.store import Store
 
 ROWS_PER_FILE = 1_000_000  # path rows: ~120 MB in memory while written, ~25 MB on disk
 ROW_GROUP_ROWS = 131_072  # row groups, not files, are what a filtered read skips
 READ_CHUNK = 256  # part files read at once (two threads)
-FAULT_ENV = "MMC_SWEEP_FAULT_KILL_IN_COMPACTION"  # tests only: "staged" | "between" | "swapped"
 _GENERATION = re.compile(rf"^{COMPACTED_PREFIX}(\d+)-")
 
 
@@ -56,11 +55,6 @@ class _Input:
     path: Path
     ids: frozenset[str]  # trials it holds
     dropped: frozenset[str]  # trials of it that a newer part file replaces
-
-
-def _fault(point: str) -> None:
-    if os.environ.get(FAULT_ENV) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def recover(results: Path, table: str) -> None:
@@ -87,7 +81,7 @@ def recover_study(study_dir: Path) -> None:
 
 def compact_study(study_dir: Path, exchange: bool = True) -> list[TableCompaction]:
     """Compact every table of a study folder; returns what was done (tables with nothing to do left out).
-    The caller holds the study lock (``mmc_sweep.study.lock``).
+    The caller holds the study lock (``mmc_sweep.study.storage.lock``).
 
     ``exchange=False`` uses the two-rename swap that file systems without ``RENAME_EXCHANGE`` get.
     """
@@ -126,12 +120,12 @@ def _compact_table(results: Path, table: str, committed: set[str], exchange: boo
         _link(live / name, staged / name)
     generation = 1 + max((int(m.group(1)) for n in names if (m := _GENERATION.match(n))), default=0)
     rows, files = _write_compacted(inputs, table, staged, generation)
-    _fault("staged")
+    kill_if("kill_in_compaction", "staged")
     (staged / MARKER).write_text(json.dumps({"generation": generation, "parts_merged": len(merged),
                                              "compacted_files_written": files, "rows_written": rows,
                                              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
     old = _swap(results, table, exchange)
-    _fault("swapped")
+    kill_if("kill_in_compaction", "swapped")
     shutil.rmtree(old)
     return TableCompaction(table, len(names), len(keep) + files, len(merged), rows, time.perf_counter() - start)
 
@@ -150,7 +144,7 @@ def _swap(results: Path, table: str, exchange: bool) -> Path:
         return staged  # one atomic step: the two folders traded names
     old = results / f".{table}.old"
     os.rename(live, old)
-    _fault("between")  # readers take the staged folder (it has its marker); recover() finishes this
+    kill_if("kill_in_compaction", "between")  # readers take the staged folder (it has its marker); recover() finishes this
     os.rename(staged, live)
     return old
 

@@ -1,6 +1,6 @@
 """The Parquet results of a study: fixed schemas, one part file per trial and table, atomic writes.
 
-Part files are merged into compacted files when a stage ends (``mmc_sweep.study.compaction``); the
+Part files are merged into compacted files when a stage ends (``mmc_sweep.study.storage.compaction``); the
 readers here see both as one table (``mmc_sweep.results_layout``).
 
 Every part file of a table has the same schema (every column, nulls where a row has no value), so
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
-import signal
 import typing
 from datetime import datetime, timezone
 
@@ -30,11 +28,10 @@ import pyarrow.parquet as pq
 from mmc_sweep.config import (BARRIER_TYPES, INVARIANCE_METRICS, PATH_KINDS, PATH_NAMES, VIEWS, FinetuneSpec,
                               barrier_metric)
 from mmc_sweep.results_layout import is_compacted, is_visible_parquet, live_folder, trial_ids_in
-from mmc_sweep.study.store import Store, to_buffer
+from mmc_sweep.study.faults import kill_if
+from mmc_sweep.study.storage.store import Store, to_buffer
 
 TABLES = ("paths", "history", "trials")  # in the order they are written: trials last (the commit)
-# test-only fault injection: the driver kills itself right after writing this table of a trial
-FAULT_ENV = "MMC_SWEEP_FAULT_KILL_AFTER_TABLE"
 VIEW_METRICS = tuple(f"{k}_{v}" for v in VIEWS for k in ("acc", "loss")) + INVARIANCE_METRICS
 BARRIER_METRICS = tuple(barrier_metric(t, kind, p, v) for kind in PATH_KINDS for p in PATH_NAMES for v in VIEWS
                         for t in BARRIER_TYPES)
@@ -107,7 +104,6 @@ def write_trial(store: Store, study: str, payload: dict, metadata: dict[str, str
     the ids of the trials now committed.
     """
     now = datetime.now(timezone.utc)
-    fault = os.environ.get(FAULT_ENV)
     committed = finished_trials(store, study)
     written = sorted({r["trial_id"] for r in payload.get("trials", [])} & committed)
     for name in TABLES:
@@ -122,8 +118,8 @@ def write_trial(store: Store, study: str, payload: dict, metadata: dict[str, str
         for trial_id, rows in by_trial.items():
             table = _table(name, rows, metadata)
             store.write_bytes(to_buffer(lambda f: pq.write_table(table, f)), study, "results", name, f"{trial_id}.parquet")
-            if fault == name and payload.get("trials"):
-                os.kill(os.getpid(), signal.SIGKILL)  # tests only: the driver dies between two table writes
+            if payload.get("trials"):
+                kill_if("kill_after_table", name)  # tests only: the driver dies between two table writes
             if name == "trials":
                 written.append(trial_id)
     return written

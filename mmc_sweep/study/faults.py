@@ -1,0 +1,62 @@
+"""Test-only fault points: the named places where a test makes the harness die on purpose.
+
+One switch turns them on, the environment variable ``MMC_SWEEP_FAULTS``: comma-separated
+``point=value`` items, e.g. ``MMC_SWEEP_FAULTS="kill_after_table=history,worker_exit_epoch=2"``.
+Outside tests it is unset and every point reads ``None``. The code reads a point with :func:`fault`
+(or :func:`kill_if`) exactly where its fault is injected; a point this module does not list is an
+error, so a misspelt fault fails its test instead of testing nothing.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from typing import Mapping
+
+ENV = "MMC_SWEEP_FAULTS"
+
+# every fault point and what its value means (one line each)
+POINTS = {
+    "kill_after_table": "the driver SIGKILLs itself right after writing this table (paths, history or trials) of a trial",
+    "kill_in_compaction": "a compacting process SIGKILLs itself at this step: staged, between (two-rename swap) or swapped",
+    "worker_exit_epoch": "each fine-tuning trial's worker exits hard once, at the start of this epoch's report "
+                         "(read on the driver and passed to the trials: workers may not share its environment)",
+}
+
+
+def active(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The points the switch in ``environ`` (default: this process's environment) sets, with their
+    values (empty outside tests)."""
+    text = (os.environ if environ is None else environ).get(ENV, "")
+    points: dict[str, str] = {}
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or name not in POINTS:
+            raise ValueError(f"{ENV}={text!r}: {item!r} is not POINT=VALUE with a POINT of {', '.join(POINTS)}")
+        points[name] = value
+    return points
+
+
+def fault(name: str) -> str | None:
+    """The value the switch gives point ``name``, or None where it is not set. Read per call (not
+    cached): a test sets the switch after this module is imported."""
+    if name not in POINTS:
+        raise KeyError(f"{name!r} is not a fault point ({', '.join(POINTS)})")
+    return active().get(name)
+
+
+def kill_if(name: str, value: str) -> None:
+    """SIGKILL this process when point ``name`` is set to ``value``: a hard death (no cleanup, no
+    atexit, no flushed buffers), like a machine that loses power or the OOM killer."""
+    if fault(name) == value:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def switch(**points: object) -> dict[str, str]:
+    """The environment entry that sets ``points`` (for tests): ``switch(worker_exit_epoch=3)`` ->
+    ``{"MMC_SWEEP_FAULTS": "worker_exit_epoch=3"}``."""
+    unknown = set(points) - set(POINTS)
+    if unknown:
+        raise KeyError(f"not fault points: {sorted(unknown)} ({', '.join(POINTS)})")
+    return {ENV: ",".join(f"{name}={value}" for name, value in points.items())}
