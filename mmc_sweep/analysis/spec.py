@@ -57,7 +57,7 @@ def base_seeds(spec: dict[str, Any]) -> list[Any]:
 
 
 def baseline_methods(spec: dict[str, Any]) -> list[str]:
-    """Baseline methods the study runs at their defaults (``baselines:``), in spec order."""
+    """Baseline methods the study runs once each with its fixed fine-tuning settings (``baselines:``), in spec order."""
     return [str(b) for b in _as_list(spec.get("baselines") or [])]
 
 

@@ -249,7 +249,7 @@ class StudySpec:
     model: ModelSpec = _help("architecture", ModelSpec())
     base: BaseSpec = _help("base models", BaseSpec())
     finetune: FinetuneSpec = _help("fixed fine-tuning settings of every trial", FinetuneSpec())
-    baselines: tuple[str, ...] = _help("methods run once each at their defaults, as reference rows", ())
+    baselines: tuple[str, ...] = _help("methods run once each with the fixed `finetune` settings (method replaced), as reference rows", ())
     search: SearchSpec = _help("the search", SearchSpec())
     paths: PathSpec = _help("interpolation paths", PathSpec())
     resources: ResourceSpec = _help("per-trial resources", ResourceSpec())
