@@ -19,11 +19,12 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
+from extras import require
 from study_files import search, write_study
 
 pytestmark = pytest.mark.slow  # a real head node of its own
 
-pytest.importorskip("ray.dashboard.optional_deps", reason="the job SDK and dashboard need: pip install -e '.[cluster]'")
+require("ray.dashboard.optional_deps", reason="the job SDK and dashboard need: pip install -e '.[cluster]'")
 from ray.job_submission import JobStatus, JobSubmissionClient  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from extras import require
 from mmc_sweep.config import DataSpec
 from mmc_sweep.data import DataRootError, build_task, check_data_root, load_cifar, pair_by_class
 from mmc_sweep.data.cues import DOMINO_BLANK, BoxCue, box_geometry, tenth_box
@@ -178,7 +179,7 @@ def read_idx(path: str) -> np.ndarray:
 
 def reference_fashion(root: str, train: bool) -> tuple[torch.Tensor, list[int]]:
     """FashionMNIST as the reference feeds it: PIL grey -> RGB -> Resize((32, 32)) -> ToTensor."""
-    image_module = pytest.importorskip("PIL.Image")
+    image_module = require("PIL.Image")
     prefix = "train" if train else "t10k"
     raw = os.path.join(root, "FashionMNIST", "raw")
     images = read_idx(os.path.join(raw, f"{prefix}-images-idx3-ubyte"))

@@ -26,6 +26,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from extras import require
+
 README = Path(__file__).resolve().parent.parent / "docs" / "analysis.md"  # where the DuckDB query is shown
 TOLERANCE = 1e-12
 
@@ -72,7 +74,7 @@ def study_folder(first_study) -> Path:
 
 
 def test_readme_duckdb_query_matches_pandas(study_folder):
-    duckdb = pytest.importorskip("duckdb")
+    duckdb = require("duckdb")
     readme_query = _readme_duckdb_query()
     averaged = dict(re.findall(r"avg\((\w+)\)\s+AS\s+(\w+)", readme_query, flags=re.I))  # column -> alias
     assert {"acc_clean", "cue_reliance"} <= set(averaged), readme_query
@@ -124,7 +126,7 @@ def test_duckdb_path_barriers_match_pandas_and_the_trials_table(study_folder):
     """Per trial, path kind, path and view: rows, the highest loss and the loss barrier (the straight
     line between the endpoints) computed by DuckDB from `paths`, against pandas on the same files
     and against the `barrier_loss_*` column the harness wrote into the trial's `trials` row."""
-    duckdb = pytest.importorskip("duckdb")
+    duckdb = require("duckdb")
     con = duckdb.connect()
     try:
         cursor = con.execute(BARRIERS.format(folder=study_folder.as_posix()))
@@ -178,7 +180,7 @@ def _dashboard_command() -> list[str]:
 @pytest.fixture
 def dashboard(study_folder, tmp_path):
     """``optuna-dashboard <study>/optuna.journal`` in its own process; yields its base URL."""
-    pytest.importorskip("optuna_dashboard")
+    require("optuna_dashboard")
     journal = study_folder / "optuna.journal"
     assert journal.is_file()
     port = _free_port()
