@@ -85,14 +85,17 @@ def _left_out(f: dataclasses.Field, value: Any) -> bool:
     return "legacy" in f.metadata and value == f.metadata["legacy"]
 
 
+def derive_seed(seed: int, tag: str) -> int:
+    """A 63-bit seed for the stream ``tag`` of ``seed``: streams are independent, stable across runs."""
+    digest = hashlib.sha256(f"{seed}:{tag}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
 def stream_seed(seed: int, stream: str, purpose: str) -> int:
     """The seed of ``purpose`` (init | order) of a training run in stream ``stream`` of ``seed``: ``seed``
-    itself for the seed's own stream (""), else a 31-bit seed derived from (seed, stream, purpose), so
+    itself for the seed's own stream (""), else the stream's derived seed cut to 31 bits, so
     ``epoch_generator``'s ``seed * 1_000_003 + epoch`` stays within a 64-bit generator seed."""
-    if not stream:
-        return seed
-    digest = hashlib.sha256(f"{seed}:{stream}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") % 2**31
+    return derive_seed(seed, f"{stream}:{purpose}") % 2**31 if stream else seed
 
 
 def _check(cond: bool, key: str, expected: str, value: Any) -> None:

@@ -15,10 +15,9 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from mmc_sweep.config import FinetuneSpec
+from mmc_sweep.config import FinetuneSpec, derive_seed
 from mmc_sweep.data import CueTask, ImageSet
 from mmc_sweep.data.imageset import host_to
-from mmc_sweep.data.task import derive_seed
 from mmc_sweep.models import CueModel
 from mmc_sweep.train import EpochCallback, fit
 

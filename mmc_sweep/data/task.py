@@ -12,13 +12,12 @@ reference's CBFT cue data); ``CueTask.train_cue`` is the all-cued pool.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..config import DataSpec
+from ..config import DataSpec, derive_seed  # derive_seed: re-exported, the data streams use it
 from .cifar import cifar_num_classes, load_cifar
 from .cues import Cue, make_cue
 from .dominoes import FashionDominoesCue
@@ -26,12 +25,6 @@ from .fashion import load_fashion
 from .imageset import ImageSet
 from .shapes import generate_shapes
 from .views import make_views
-
-
-def derive_seed(seed: int, tag: str) -> int:
-    """A 63-bit seed for the stream ``tag`` of ``seed``: streams are independent, stable across runs."""
-    digest = hashlib.sha256(f"{seed}:{tag}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: tensors have no single truth value; compare fields

@@ -21,9 +21,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from mmc_sweep.config import QMCSpec
+from mmc_sweep.config import QMCSpec, derive_seed
 from mmc_sweep.data import ImageSet
-from mmc_sweep.data.task import derive_seed
 from mmc_sweep.train import EpochCallback, atomic_write_text, fit, load_state, save_state
 
 _MIN_WEIGHT = 1e-6  # floor of 2a(1-a) when scale_lr divides by it (a = 0 exactly has probability ~2^-24)
