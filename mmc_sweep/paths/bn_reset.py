@@ -66,9 +66,8 @@ class StreamedBatches:
         return -(-len(self.data) // self.batch_size)  # batches per pass
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.seed))
-        for start in range(0, len(order), self.batch_size):
-            yield self.data.x[host_to(order[start:start + self.batch_size], self.data.x.device)]
+        for x, _ in self.data.batches(self.batch_size, generator=torch.Generator().manual_seed(self.seed)):
+            yield x
 
 
 def bn_batches(data: ImageSet, spec: BNResetSpec, seed: int) -> Sequence[torch.Tensor] | StreamedBatches:
