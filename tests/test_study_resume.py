@@ -16,15 +16,19 @@ def test_kill_driver_then_resume(ray_cluster, tmp_path):
     store = tmp_path / "store"
     spec_file = write_study(tmp_path, "killed", finetune={"epochs": 10}, search={**_search(), "max_concurrent": 2, "sampler": "tpe"})
     folder = store / "killed"
-    run = driver(["run", str(spec_file), "--storage", str(store), "--address", ray_cluster.address], tmp_path / "run.log")
-    # a search trial has written its fourth epoch checkpoint (Tune snapshots the experiment at least
-    # every second checkpoint, so the snapshot holds an earlier one) and has not finished
+    # Tune snapshots the experiment every 10 s or more by default: a trial started since the last
+    # snapshot is unknown to the resumed run and is recorded as lost, not resumed. Snapshot every
+    # 0.5 s here, so that the trial waited for below is in the snapshot the kill leaves.
+    snapshots = {"TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
+    run = driver(["run", str(spec_file), "--storage", str(store), "--address", ray_cluster.address], tmp_path / "run.log",
+                 **snapshots)
+    # a search trial has written its fourth epoch state and has not finished
     wait_for_running_trial(run, folder, 3, tmp_path / "run.log", finished_before=1)
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     assert len(search_results(folder)) < 4
 
-    resumed = driver(["resume", str(folder), "--address", ray_cluster.address], tmp_path / "resume.log")
+    resumed = driver(["resume", str(folder), "--address", ray_cluster.address], tmp_path / "resume.log", **snapshots)
     assert resumed.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()
 
     rows = table(folder, "trials")
