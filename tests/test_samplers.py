@@ -91,3 +91,16 @@ def test_a_checkpoint_with_a_live_sampler_from_an_older_release_still_restores(t
     restored = _searcher(tmp_path, "straight", "random")
     restored.restore(str(tmp_path / "old.pkl"))
     assert restored.suggest("again") == expected  # random: the same state proposes the same point
+
+
+def test_a_finished_grid_is_told_its_last_trials_without_an_error(tmp_path):
+    """Tune tells trials outside ``study.optimize``: telling the last trials of an exhausted grid must
+    not raise (Optuna's own grid sampler calls ``study.stop()`` there, and Tune reran the trial)."""
+    space = (ParamSpec("lr", "categorical", choices=(0.01, 0.03, 0.1)),)
+    search = SearchSpec(num_samples=3, sampler="grid", seed=3, objectives=OBJECTIVES, space=space)
+    searcher = StudySearcher(search, OptunaRecord(Store.open(str(tmp_path)), "grid"))
+    proposed = [searcher.suggest(f"t{i}")["lr"] for i in range(3)]
+    assert sorted(proposed) == [0.01, 0.03, 0.1]  # every point once
+    for i, lr in enumerate(proposed):
+        searcher.on_trial_complete(f"t{i}", _result({"lr": lr, "lambda_barrier": 1.0, "n_clean": 40}))
+    assert [t.state.name for t in searcher.study.trials] == ["COMPLETE"] * 3

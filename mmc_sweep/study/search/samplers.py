@@ -19,11 +19,21 @@ from optuna.samplers._lazy_random_state import LazyRandomState  # the one type e
 
 from mmc_sweep.study.definition.spec import SearchSpec
 
+class TuneGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid, without its stop: once every point is proposed, Optuna's grid calls
+    ``study.stop()`` when a trial is told, which raises outside ``study.optimize``. Tune took that error
+    as a failed stop and ran the trial again (the last trials of every grid search ran twice). Tune,
+    not Optuna, ends the search: a grid's ``num_samples`` is capped at its size (``search_samples``)."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
 SAMPLERS: dict[str, Callable[[SearchSpec], optuna.samplers.BaseSampler]] = {
     "tpe": lambda s: optuna.samplers.TPESampler(seed=s.seed, multivariate=True),
     "nsga2": lambda s: optuna.samplers.NSGAIISampler(seed=s.seed, population_size=max(4, min(50, s.num_samples // 3))),
     "random": lambda s: optuna.samplers.RandomSampler(seed=s.seed),
-    "grid": lambda s: optuna.samplers.GridSampler({p.name: p.grid() for p in s.space}, seed=s.seed),
+    "grid": lambda s: TuneGridSampler({p.name: p.grid() for p in s.space}, seed=s.seed),
 }
 
 SNAPSHOT_VERSION = 1
