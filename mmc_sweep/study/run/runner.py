@@ -17,7 +17,7 @@ from mmc_sweep.study.definition.folder import STUDY_FILE, check_study_name
 from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.definition.spec import StudySpec, dump_study
 from mmc_sweep.study.run.cluster import check_fits_a_node, connect_ray
-from mmc_sweep.study.run.outcome import StudyOutcome
+from mmc_sweep.study.run.outcome import StudyOutcome, timed
 from mmc_sweep.study.storage.store import Store
 
 
@@ -29,7 +29,9 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
     console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap at 80
     store = Store.open(options.storage, options.filesystem)
     check_study_name(store, spec)  # refused before Ray starts
-    connect_ray(options)
+    seconds: dict[str, float] = {}
+    with timed(seconds, "ray_start"):
+        connect_ray(options)
     check_fits_a_node(spec)
     if not store.exists(spec.name, STUDY_FILE):  # written once Ray is up: a failed connect leaves nothing
         store.write_bytes(dump_study(spec).encode(), spec.name, STUDY_FILE)
@@ -41,4 +43,4 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
     with study_lock(folder) if folder else contextlib.nullcontext(), INTERRUPTS:  # Ctrl-C / SIGTERM: graceful, 130 / 143
         if folder:
             recover_study(folder)  # a compaction that died half-way is finished or undone
-        return run_stages(spec, store, options, console)
+        return run_stages(spec, store, options, console, seconds)

@@ -12,7 +12,7 @@ from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.definition.spec import StudySpec
 from mmc_sweep.study.run.callbacks import LiveProgress, ResultsSink
 from mmc_sweep.study.run.interrupt import INTERRUPTS
-from mmc_sweep.study.run.outcome import StudyOutcome
+from mmc_sweep.study.run.outcome import StudyOutcome, seconds_line, timed
 from mmc_sweep.study.run.trials import ROWS_KEY, base_trial, reference_trial, search_trial, worker_exit_epoch
 from mmc_sweep.study.search.record import OptunaRecord, reconcile
 from mmc_sweep.study.search.searcher import StudySearcher, grid_size
@@ -183,31 +183,41 @@ def compact(store: Store, spec: StudySpec, console: Console) -> None:
         console.print(f"results compacted (files: {tables}) in {sum(d.seconds for d in done):.1f} s")
 
 
-def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> StudyOutcome:
+def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Console,
+               seconds: dict[str, float] | None = None) -> StudyOutcome:
+    """The three stages, compacting after the last two; ``seconds`` collects each phase's wall time."""
+    seconds = {} if seconds is None else seconds
     folder = store.uri_of(spec.name)
     console.print(f"study [bold]{spec.name}[/] ({spec.hash}) -> {folder}")
-    ok = run_base_stage(spec, store, options, console)
+    with timed(seconds, "base"):
+        ok = run_base_stage(spec, store, options, console)
     if INTERRUPTS.received:
         return _interrupted(folder, console)
     if not ok:
         console.print("[red]base models failed to train[/]: see the Ray logs (--verbose) ")
-        return StudyOutcome(1, folder, 0, 0)
-    ok = run_reference_stage(spec, store, options, console)
+        return StudyOutcome(1, folder, 0, 0, seconds)
+    with timed(seconds, "reference"):
+        ok = run_reference_stage(spec, store, options, console)
     if INTERRUPTS.received:
         return _interrupted(folder, console)
-    compact(store, spec, console)
-    run_search_stage(spec, store, options, console)
+    with timed(seconds, "compaction"):
+        compact(store, spec, console)
+    with timed(seconds, "search"):
+        run_search_stage(spec, store, options, console)
     if INTERRUPTS.received:
         return _interrupted(folder, console)
-    compact(store, spec, console)
+    with timed(seconds, "compaction"):
+        compact(store, spec, console)
     rows = [r for r in read_trials(store, spec.name).to_pylist() if r["role"] == "search"]
     completed = sum(r["status"] == "completed" for r in rows)
     failed = sum(r["status"] == "failed" for r in rows)
     from mmc_sweep.study.run.report import print_summary
 
-    print_summary(spec, store, console)
+    with timed(seconds, "summary"):
+        print_summary(spec, store, console)
+    console.print(seconds_line(seconds), markup=False, highlight=False)
     code = 0 if ok and completed > 0 else 1
-    return StudyOutcome(code, folder, completed, failed)
+    return StudyOutcome(code, folder, completed, failed, seconds)
 
 
 def _interrupted(folder: str, console: Console) -> StudyOutcome:
