@@ -134,9 +134,11 @@ def finetune_and_measure(
     resume: dict | None = None,
     keys: tuple[BaseModelSpec, BaseModelSpec] | None = None,
     midpoints: MidpointStore | None = None,
+    epoch_views: bool = True,
 ) -> tuple[dict[str, float], list[dict]]:
-    """One fine-tuning run as a study trial does it: fine-tune, measure the views after every epoch,
-    then measure the final model and its paths ``cue_to_ft`` and ``ft_to_clean``.
+    """One fine-tuning run as a study trial does it: fine-tune, measure the views after every epoch
+    (only the training loss without ``epoch_views``), then measure the final model and its paths
+    ``cue_to_ft`` and ``ft_to_clean``.
 
     ``keys``: the specs of the cue and clean models, which with ``spec`` identify every endpoint
     (QMC midpoints are stored by them). Returns the final metrics (view metrics and barriers) and
@@ -145,7 +147,7 @@ def finetune_and_measure(
 
     def after_epoch(epoch, loss, model, checkpoint) -> None:
         if on_epoch is not None:
-            on_epoch(epoch, {"train_loss": loss, **view_metrics(model, task.views)}, checkpoint)
+            on_epoch(epoch, {"train_loss": loss, **(view_metrics(model, task.views) if epoch_views else {})}, checkpoint)
 
     model = finetune_cue_model(task, cue_model, spec, on_epoch=after_epoch, resume=resume)
     pair_keys: dict[str, tuple] = {"cue_to_ft": (), "ft_to_clean": ()}

@@ -165,6 +165,9 @@ def build_corpus(tmp: Path, cifar_root: str) -> list[Case]:
                search=space(n_clean={"type": "int", "low": 40, "high": 100, "step": 2.5}))
     study_case("range_end_not_a_setting", ["search.space.lr.low: expected a number > 0", "0.0"],
                search=space(lr={"type": "float", "low": 0, "high": 0.1}))
+    study_case("asha_on_an_unmeasured_metric", ["search.asha.metric: expected train_loss (epoch_metrics: loss", "acc_clean"],
+               search=search(scheduler="asha", asha={"metric": "acc_clean"}), epoch_metrics="loss")
+    study_case("epoch_metrics_unknown", ["epoch_metrics: expected one of views, loss", "all"], epoch_metrics="all")
     study_case("grid_without_step", ["search.space.lr: expected `step` or type categorical"], search=search(sampler="grid"))
     study_case("base_seed_not_trained", ["search.space.base_seed.choices: expected seeds listed in base.seeds"],
                search=space(base_seed={"type": "categorical", "choices": [0, 7]}))
@@ -294,7 +297,7 @@ def drive(cases_path: str, results_path: str) -> None:
 
 # ---- the tests ------------------------------------------------------------------------------------
 
-CORPUS_SIZE = 82  # at least 30 (issue 8); pinned so that a case that silently drops out is noticed
+CORPUS_SIZE = 84  # at least 30 (issue 8); pinned so that a case that silently drops out is noticed
 
 
 @pytest.fixture(scope="module")

@@ -226,3 +226,27 @@ def test_paths_on_fully_cued_views_while_the_tables_use_the_training_proportion(
 def test_paths_views_cue_is_validated():
     with pytest.raises(ValueError, match=r"paths\.views_cue"):
         PathSpec(views_cue="half")
+
+
+def test_epoch_metrics_loss_skips_the_views_and_trains_the_same_model():
+    """Without epoch views a trial's history has the training loss only; evaluating the views after
+    every epoch draws no random number, so both ways fine-tune the same model and measure the same."""
+    from mmc_sweep.config import DataSpec, FinetuneSpec, ModelSpec, TrainSpec
+    from mmc_sweep.data import build_task
+    from mmc_sweep.experiment import finetune_and_measure, train_base
+
+    task = build_task(DataSpec(n_train=200, n_test=60, num_classes=4))
+    cue_model = train_base(task, "cue", ModelSpec(width=8), TrainSpec(epochs=1, batch_size=32), torch.device("cpu"))
+    paths = PathSpec(alphas=3, bn_reset=BNResetSpec(mode="none"))
+    ft = FinetuneSpec(method="cbft", epochs=2, n_clean=40, batch_size=16, cue_batch_size=16)
+    runs = {}
+    for views in (True, False):
+        history = []
+        runs[views] = finetune_and_measure(task, cue_model, _model(1), ft, paths, epoch_views=views,
+                                           on_epoch=lambda epoch, metrics, checkpoint: history.append(metrics)), history
+    (final_views, rows_views), history_views = runs[True]
+    (final_loss, rows_loss), history_loss = runs[False]
+    assert [set(m) for m in history_loss] == [{"train_loss"}] * 2
+    assert {"train_loss", "acc_rand_cue", "cue_reliance", "rep_cosine"} <= set(history_views[0])
+    assert [m["train_loss"] for m in history_loss] == [m["train_loss"] for m in history_views]
+    assert final_loss == final_views and rows_loss == rows_views

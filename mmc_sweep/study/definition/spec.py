@@ -239,6 +239,7 @@ class FailureSpec:
         _check(self.max_failures >= 0, "failure.max_failures", "an integer >= 0", self.max_failures)
 
 
+EPOCH_MEASUREMENTS = ("views", "loss")
 RUN_ONLY = ("failure",)  # how a study runs, not what it computes: left out of its hash
 
 
@@ -254,9 +255,16 @@ class StudySpec:
     paths: PathSpec = _help("interpolation paths", PathSpec())
     resources: ResourceSpec = _help("per-trial resources", ResourceSpec())
     failure: FailureSpec = _help("retries of trials whose worker died", FailureSpec())
+    epoch_metrics: str = _help("what a fine-tuning trial measures after every epoch, into the history table: views "
+                               "(training loss and every view's metrics) | loss (training loss only: a trial skips "
+                               "evaluating every view once per epoch)", "views", added=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "baselines", tuple(self.baselines))
+        _check(self.epoch_metrics in EPOCH_MEASUREMENTS, "epoch_metrics", f"one of {', '.join(EPOCH_MEASUREMENTS)}", self.epoch_metrics)
+        if self.search.scheduler == "asha" and self.epoch_metrics == "loss":
+            _check(self.search.asha.metric == "train_loss", "search.asha.metric",
+                   "train_loss (epoch_metrics: loss measures no view after an epoch)", self.search.asha.metric)
         _check(bool(self.name) and "/" not in self.name and not self.name.startswith("."), "name", "a folder name (no '/')", self.name)
 
     @property

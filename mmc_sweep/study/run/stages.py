@@ -84,11 +84,13 @@ def run_base_stage(spec: StudySpec, store: Store, options: RunOptions, console: 
 
 
 def reference_jobs(spec: StudySpec) -> list[dict]:
-    jobs = [{"role": "base", "seed": s, "trial_id": f"base_clean_s{s}"} for s in spec.base.seeds]
+    """The reference stage's jobs, the longest first: a baseline fine-tunes and measures two paths, a
+    pair only measures one, so the pairs fill the slots the baselines leave at the end."""
+    jobs = [{"role": "baseline", "method": m, "seed": s, "trial_id": f"{m}_s{s}"} for m in spec.baselines for s in spec.base.seeds]
+    jobs += [{"role": "base", "seed": s, "trial_id": f"base_clean_s{s}"} for s in spec.base.seeds]
     if spec.base.control_pair:  # clean references of consecutive seeds
         seeds = spec.base.seeds
         jobs += [{"role": "control", "seeds": [a, b], "trial_id": f"control_clean_s{a}_s{b}"} for a, b in zip(seeds, seeds[1:])]
-    jobs += [{"role": "baseline", "method": m, "seed": s, "trial_id": f"{m}_s{s}"} for m in spec.baselines for s in spec.base.seeds]
     return jobs
 
 

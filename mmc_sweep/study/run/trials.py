@@ -250,7 +250,8 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
 
         final, paths = finetune_and_measure(task, models["cue"], models["clean"], ft, spec.paths, seed=seed, on_epoch=on_epoch,
                                             resume=restored["finetune"] if restored else None,
-                                            keys=(keys["cue"], keys["clean"]), midpoints=StoreMidpoints(store))
+                                            keys=(keys["cue"], keys["clean"]), midpoints=StoreMidpoints(store),
+                                            epoch_views=spec.epoch_metrics == "views")
     except Exception as err:  # reported as a failed row; not raised: a rerun would fail the same way
         if not isinstance(err, DivergedError):
             traceback.print_exc()
