@@ -5,18 +5,19 @@ The example script and the study harness both use these, so a number means the s
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from mmc_sweep.config import (BASE_KINDS, BaseModelSpec, FinetunedSpec, FinetuneSpec, ModelSpec, PathSpec, TrainSpec,
-                              spec_hash)
+from mmc_sweep.config import (BASE_KINDS, AlignSpec, BaseModelSpec, FinetunedSpec, FinetuneSpec, ModelSpec, PathSpec,
+                              QMCSpec, TrainSpec, spec_hash)
 from mmc_sweep.data import CueTask
 from mmc_sweep.finetune import cue_pool, finetune
 from mmc_sweep.metrics import view_metrics
 from mmc_sweep.models import CueModel, create_model
-from mmc_sweep.paths import MidpointStore, PairContext, barrier_metric, barriers, measure_pair
+from mmc_sweep.paths import EndpointRows, MidpointStore, PairContext, barrier_metric, barriers, measure_pair
 from mmc_sweep.paths.midpoint import midpoint_key_specs
 from mmc_sweep.train import EpochCallback, train_model
 
@@ -86,12 +87,20 @@ def midpoint_key(task: CueTask, pair: Pair, spec: PathSpec) -> str | None:
     return spec_hash(*pair.key, task.spec, *midpoint_key_specs(spec.qmc)) if pair.key else None
 
 
+def endpoint_key(task: CueTask, model_key: object, spec: PathSpec, seed: int) -> str:
+    """Content key of a path endpoint's rows: the model's spec, the data, what evaluation reads of the
+    path settings (views, BN re-estimation, batch size) and the seed of the BN batches."""
+    evaluation = dataclasses.replace(spec, kinds=("linear",), alphas=2, align=AlignSpec(), qmc=QMCSpec())  # what it does not read
+    return f"{spec_hash(model_key, task.spec, evaluation)}:{seed}"
+
+
 def measure_paths(
     task: CueTask,
     pairs: dict[str, Pair | tuple[CueModel, CueModel]],
     spec: PathSpec,
     seed: int = 0,
     midpoints: MidpointStore | None = None,
+    endpoints: EndpointRows | None = None,
 ) -> tuple[dict[str, float], list[dict]]:
     """Evaluate every kind of ``spec.kinds`` between every named pair; return flat barrier metrics
     and the path rows.
@@ -101,7 +110,9 @@ def measure_paths(
     ``qmc_`` before the path for the other kinds — plus the ``barrier_mid_*`` variants; rows carry
     ``path``, ``kind``, ``bn_reset`` and ``views_cue`` (``full`` or ``train``: which views the path was
     evaluated on, ``spec.views_cue`` resolved) too. QMC midpoints are looked up in (and saved to) ``midpoints``.
+    Pairs with keys share the rows of a common endpoint, also with earlier calls given the same ``endpoints``.
     """
+    endpoints = EndpointRows() if endpoints is None else endpoints
     train = {"clean": task.train_clean, "cue": task.train_cue}
     views = task.path_views(spec.views_cue)
     views_cue = task.spec.views_cue if spec.views_cue == "data" else spec.views_cue
@@ -109,7 +120,8 @@ def measure_paths(
     rows: list[dict] = []
     for path, pair in pairs.items():
         pair = pair if isinstance(pair, Pair) else Pair(*pair)
-        ctx = PairContext(spec, train, seed, midpoints, midpoint_key(task, pair, spec))
+        ends = tuple(endpoint_key(task, k, spec, seed) for k in pair.key) if pair.key else (None, None)
+        ctx = PairContext(spec, train, seed, midpoints, midpoint_key(task, pair, spec), endpoints, ends)
         curves = measure_pair(pair.a, pair.b, views, ctx)
         for kind in spec.kinds:
             for view, values in barriers([r for r in curves if r["kind"] == kind]).items():
@@ -135,6 +147,7 @@ def finetune_and_measure(
     keys: tuple[BaseModelSpec, BaseModelSpec] | None = None,
     midpoints: MidpointStore | None = None,
     epoch_views: bool = True,
+    endpoints: EndpointRows | None = None,
 ) -> tuple[dict[str, float], list[dict]]:
     """One fine-tuning run as a study trial does it: fine-tune, measure the views after every epoch
     (only the training loss without ``epoch_views``), then measure the final model and its paths
@@ -160,5 +173,5 @@ def finetune_and_measure(
              "ft_to_clean": Pair(model, clean_model, pair_keys["ft_to_clean"])}
     if spec.method == "none":  # its path to itself is flat
         del pairs["cue_to_ft"]
-    barriers, rows = measure_paths(task, pairs, paths, seed=seed, midpoints=midpoints)
+    barriers, rows = measure_paths(task, pairs, paths, seed=seed, midpoints=midpoints, endpoints=endpoints)
     return {**view_metrics(model, task.views), **barriers}, rows

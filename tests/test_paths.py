@@ -250,3 +250,38 @@ def test_epoch_metrics_loss_skips_the_views_and_trains_the_same_model():
     assert {"train_loss", "acc_rand_cue", "cue_reliance", "rep_cosine"} <= set(history_views[0])
     assert [m["train_loss"] for m in history_loss] == [m["train_loss"] for m in history_views]
     assert final_loss == final_views and rows_loss == rows_views
+
+
+def test_paths_that_share_an_endpoint_measure_it_once_with_the_same_rows(trained_clean_pair):
+    """A trial's two paths meet at the fine-tuned model, and every trial's paths start or end at the
+    same base models: with keys, an endpoint's rows are measured once and reused, and every row equals
+    what measuring each path on its own gives (lmcp ends at B aligned to A: its end is measured)."""
+    from mmc_sweep.config import BaseModelSpec, TrainSpec
+    from mmc_sweep.experiment import Pair, endpoint_key, measure_paths
+    from mmc_sweep.paths import EndpointRows
+
+    task, cue, clean = trained_clean_pair
+    ft = copy.deepcopy(cue)
+    with torch.no_grad():
+        for p in ft.parameters():
+            p.mul_(0.9)
+    keys = {name: BaseModelSpec(train=TrainSpec(seed=i)) for i, name in enumerate(("cue", "ft", "clean"))}
+    paths = PathSpec(kinds=("linear", "lmcp"), alphas=3, bn_reset=BNResetSpec(mode="cumulative", batches=2))
+    models = {"cue": cue, "ft": ft, "clean": clean}
+
+    def pairs(keyed: bool) -> dict:
+        return {name: Pair(models[a], models[b], (keys[a], keys[b]) if keyed else ())
+                for name, (a, b) in {"cue_to_ft": ("cue", "ft"), "ft_to_clean": ("ft", "clean")}.items()}
+
+    alone = measure_paths(task, pairs(False), paths)
+    shared = EndpointRows()
+    assert measure_paths(task, pairs(True), paths, endpoints=shared) == alone
+    # the fine-tuned model ended cue_to_ft and started ft_to_clean; lmcp's aligned end is not an endpoint
+    assert len(shared._rows) == 3
+    # a later call with the same cache takes the cue model's rows from it (poisoned here to show it)
+    cue_key = endpoint_key(task, keys["cue"], paths, seed=0)
+    assert cue_key in shared._rows
+    shared._rows[cue_key] = [{**r, "loss": -1.0} for r in shared._rows[cue_key]]
+    _, again = measure_paths(task, {"cue_to_clean": Pair(cue, clean, (keys["cue"], keys["clean"]))}, paths, endpoints=shared)
+    assert {r["loss"] for r in again if r["alpha"] == 0.0} == {-1.0}
+    assert all(r["loss"] > 0 for r in again if r["alpha"] > 0.0)

@@ -9,6 +9,7 @@ None when the views they need are not evaluated).
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import torch
@@ -29,9 +30,11 @@ def evaluate_curve(
     spec: PathSpec,
     bn_data: dict[str, ImageSet] | None = None,
     seed: int = 0,
+    known: dict[float, list[dict]] | None = None,
 ) -> list[dict]:
     """Rows of ``curve`` (a model of ``template``'s architecture at each alpha) at ``spec.alphas``
-    points on ``spec.views``.
+    points on ``spec.views``. ``known``: rows of some alphas measured before (an endpoint another path
+    ended at), used as they are instead of measured again.
 
     ``bn_data`` maps ``clean``/``cue`` to the training images used for BN re-estimation when
     ``spec.bn_reset.data`` names one of them; ``view`` re-estimates on each evaluated view (each
@@ -53,6 +56,9 @@ def evaluate_curve(
     work = copy.deepcopy(template)
     rows = []
     for alpha in alpha_grid(spec.alphas):
+        if known and alpha in known:
+            rows += [{**r, "alpha": alpha} for r in known[alpha]]
+            continue
         work.load_state_dict(curve(alpha))
         outputs = {}
         if reset.data != "view":
@@ -68,6 +74,34 @@ def evaluate_curve(
         rows += [{"alpha": alpha, "view": v, "loss": metrics[f"loss_{v}"], "acc": metrics[f"acc_{v}"], **invariance}
                  for v in spec.views]
     return rows
+
+
+class EndpointRows:
+    """Rows of path endpoints by content key, the most recent ``capacity`` kept.
+
+    A path's endpoint is its model itself (a straight or Bezier path reaches B exactly: weights 0 and
+    1), re-estimated and evaluated as on every other path that ends there; the key names the model
+    and everything its rows depend on (data, views, BN re-estimation, seed). So a trial's two paths
+    share the fine-tuned model's rows, and a worker's trials share the cue and clean models' rows.
+    """
+
+    def __init__(self, capacity: int = 32) -> None:
+        self.capacity = capacity
+        self._rows: OrderedDict[str, list[dict]] = OrderedDict()
+
+    def get(self, key: str | None) -> list[dict] | None:
+        if key is None or key not in self._rows:
+            return None
+        self._rows.move_to_end(key)
+        return self._rows[key]
+
+    def put(self, key: str | None, rows: list[dict]) -> None:
+        if key is None:
+            return
+        self._rows[key] = [{k: v for k, v in r.items() if k != "alpha"} for r in rows]
+        self._rows.move_to_end(key)
+        while len(self._rows) > self.capacity:
+            self._rows.popitem(last=False)
 
 
 def evaluate_path(

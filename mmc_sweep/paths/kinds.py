@@ -19,7 +19,7 @@ from torch import nn
 from mmc_sweep.config import PathSpec, to_dict
 from mmc_sweep.data import ImageSet
 from mmc_sweep.paths.align import align
-from mmc_sweep.paths.evaluate import evaluate_curve
+from mmc_sweep.paths.evaluate import EndpointRows, evaluate_curve
 from mmc_sweep.paths.interpolate import Curve, State, bezier_curve, linear_curve
 from mmc_sweep.paths.midpoint import MidpointStore, random_init_seed, train_midpoint
 
@@ -33,17 +33,22 @@ class PairContext:
     seed: int = 0  # which fixed images BN reset and activation matching use
     midpoints: MidpointStore | None = None
     midpoint_key: str | None = None  # content key of this pair's QMC midpoint; None: train it, store nothing
+    endpoints: EndpointRows | None = None  # rows of endpoints measured before, shared with other pairs
+    endpoint_keys: tuple[str | None, str | None] = (None, None)  # content keys of A's and B's rows; None: not shared
 
 
 PathKind = Callable[[nn.Module, nn.Module, PairContext], Curve]
 PATH_KINDS: dict[str, PathKind] = {}
+ENDS_AT_B: set[str] = set()  # kinds whose curve at alpha 1 is B's weights exactly (lmcp ends at B aligned to A)
 
 
-def register_kind(name: str) -> Callable[[PathKind], PathKind]:
+def register_kind(name: str, ends_at_b: bool = True) -> Callable[[PathKind], PathKind]:
     def wrap(fn: PathKind) -> PathKind:
         if name in PATH_KINDS:
             raise ValueError(f"path kind {name!r} registered twice")
         PATH_KINDS[name] = fn
+        if ends_at_b:
+            ENDS_AT_B.add(name)
         return fn
 
     return wrap
@@ -70,7 +75,7 @@ def linear(model_a: nn.Module, model_b: nn.Module, ctx: PairContext) -> Curve:
     return linear_curve(model_a.state_dict(), model_b.state_dict())
 
 
-@register_kind("lmcp")
+@register_kind("lmcp", ends_at_b=False)
 def lmcp(model_a: nn.Module, model_b: nn.Module, ctx: PairContext) -> Curve:
     method = ctx.spec.align
     data = _training_images(ctx, method.data, "paths.align.data") if method.method == "activation" else None
@@ -100,9 +105,17 @@ def qmc(model_a: nn.Module, model_b: nn.Module, ctx: PairContext) -> Curve:
 
 
 def measure_pair(model_a: nn.Module, model_b: nn.Module, views: dict[str, ImageSet], ctx: PairContext) -> list[dict]:
-    """Rows of every kind in ``ctx.spec.kinds`` between A and B, each row with its ``kind``."""
+    """Rows of every kind in ``ctx.spec.kinds`` between A and B, each row with its ``kind``. Every
+    kind starts at A's weights exactly; an endpoint whose rows ``ctx.endpoints`` holds is not measured again."""
+    cache = ctx.endpoints if ctx.endpoints is not None else EndpointRows()
+    key_a, key_b = ctx.endpoint_keys
     rows = []
     for kind in ctx.spec.kinds:
+        b_key = key_b if kind in ENDS_AT_B else None
+        known = {alpha: r for alpha, r in ((0.0, cache.get(key_a)), (1.0, cache.get(b_key))) if r is not None}
         curve = path_kind(kind)(model_a, model_b, ctx)
-        rows += [{"kind": kind, **r} for r in evaluate_curve(model_a, curve, views, ctx.spec, ctx.train, ctx.seed)]
+        measured = evaluate_curve(model_a, curve, views, ctx.spec, ctx.train, ctx.seed, known)
+        cache.put(key_a, [r for r in measured if r["alpha"] == 0.0])
+        cache.put(b_key, [r for r in measured if r["alpha"] == 1.0])
+        rows += [{"kind": kind, **r} for r in measured]
     return rows

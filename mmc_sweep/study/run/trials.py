@@ -30,6 +30,7 @@ from mmc_sweep.experiment import Pair, device_label, finetune_and_measure, measu
 from mmc_sweep.finetune import total_epochs
 from mmc_sweep.gpu_share import claim_share, peak_mb
 from mmc_sweep.metrics import view_metrics
+from mmc_sweep.paths import EndpointRows
 from mmc_sweep.study.definition.spec import StudySpec
 from mmc_sweep.study.faults import fault
 from mmc_sweep.study.search.searcher import REUSE_KEY, ROWS_KEY  # ROWS_KEY: the final report's rows (JSON)
@@ -44,6 +45,9 @@ def worker_exit_epoch() -> int:
     """Fault point ``worker_exit_epoch`` (tests only; 0: none). Read on the driver (workers may not
     share its environment) and passed to every fine-tuning trial."""
     return int(fault("worker_exit_epoch") or 0)
+
+
+_ENDPOINTS = EndpointRows()  # path endpoints measured in this worker process: later trials reuse their rows
 
 
 @functools.lru_cache(maxsize=2)
@@ -177,7 +181,8 @@ def _base_pair(seed: int, spec: StudySpec, store: Store, cpus: float) -> None:
     device = _setup(cpus, spec.resources.gpu)
     keys, task, models = _load_pair(store, spec, seed, spec.data.cue_proportion, device)
     pair = Pair(models["cue"], models["clean"], (keys["cue"], keys["clean"]))
-    barriers, paths = measure_paths(task, {"cue_to_clean": pair}, spec.paths, seed=seed, midpoints=StoreMidpoints(store))
+    barriers, paths = measure_paths(task, {"cue_to_clean": pair}, spec.paths, seed=seed, midpoints=StoreMidpoints(store),
+                                    endpoints=_ENDPOINTS)
     trials = []
     for kind, key in keys.items():
         info = json.loads(store.read_bytes(*model_folder(key), "info.json"))
@@ -200,7 +205,7 @@ def _control_pair(trial_id: str, first: int, second: int, *, spec: StudySpec, st
     task = _cpu_task(spec.base_model("cue", first).data).to(device)  # the views and training images of the study
     a, b = (load_base(store, key, task, device) for key in keys)
     barriers, paths = measure_paths(task, {"clean_to_clean": Pair(a, b, tuple(keys))}, spec.paths, seed=first,
-                                    midpoints=StoreMidpoints(store))
+                                    midpoints=StoreMidpoints(store), endpoints=_ENDPOINTS)
     row = {"trial_id": trial_id, "role": "base", "status": "completed", "method": "control_clean", "base_seed": first,
            "cue_proportion": 0.0, "epochs": 0, "start_epoch": 0, "device": device_label(device),
            "node": ray.get_runtime_context().get_node_id(), "duration_s": time.perf_counter() - started,
@@ -251,7 +256,7 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
         final, paths = finetune_and_measure(task, models["cue"], models["clean"], ft, spec.paths, seed=seed, on_epoch=on_epoch,
                                             resume=restored["finetune"] if restored else None,
                                             keys=(keys["cue"], keys["clean"]), midpoints=StoreMidpoints(store),
-                                            epoch_views=spec.epoch_metrics == "views")
+                                            epoch_views=spec.epoch_metrics == "views", endpoints=_ENDPOINTS)
     except Exception as err:  # reported as a failed row; not raised: a rerun would fail the same way
         if not isinstance(err, DivergedError):
             traceback.print_exc()
