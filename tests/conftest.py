@@ -139,9 +139,20 @@ def first_study(ray_cluster, tmp_path_factory):
     return code, root / "store"
 
 
+@pytest.fixture
+def seeded_store(first_study, tmp_path) -> Path:
+    """``<tmp_path>/store`` holding a copy of the TINY base models the session's first study trained
+    (content-addressed: a TINY study there skips its base stage). For tests whose subject is a later
+    stage: the base stage itself runs in ``first_study`` and the tests that change data or model."""
+    _, shared = first_study
+    store = tmp_path / "store"
+    shutil.copytree(shared / "models", store / "models")
+    return store
+
+
 # Tests that start Ray (the session cluster, or a study on it) are `slow`; `pytest -m "not slow"`
 # is the inner loop. Tests that start a driver or a cluster of their own carry the mark themselves.
-_RAY_FIXTURES = {"ray_cluster", "first_study"}
+_RAY_FIXTURES = {"ray_cluster", "first_study", "seeded_store"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,7 +11,7 @@ from study_files import search, write_study
 EPOCHS = 4
 
 
-def test_asha_prunes_trials_and_tells_optuna(ray_cluster, tmp_path):
+def test_asha_prunes_trials_and_tells_optuna(ray_cluster, tmp_path, seeded_store):
     from mmc_sweep.study.definition.options import RunOptions
     from mmc_sweep.study.definition.spec import load_study
     from mmc_sweep.study.run.runner import run
@@ -19,7 +19,7 @@ def test_asha_prunes_trials_and_tells_optuna(ray_cluster, tmp_path):
     asha = {"metric": "acc_clean", "mode": "max", "grace_period": 1, "reduction_factor": 2}
     spec = load_study(write_study(tmp_path, "asha", baselines=[], finetune={"epochs": EPOCHS},
                                   search=search(num_samples=6, max_concurrent=1, scheduler="asha", asha=asha)))
-    store = tmp_path / "store"
+    store = seeded_store
     assert run(spec, RunOptions(storage=str(store), address=ray_cluster.address)).exit_code == 0
     folder = store / "asha"
     rows = [r for r in table(folder, "trials") if r["role"] == "search"]

@@ -65,7 +65,7 @@ def _check_each_trial_once(folder: Path, name: str, samples: int, epochs: int) -
 
 # ---- item 3: a worker that dies is retried from its last checkpoint ---------------------------------------
 
-def test_a_dead_worker_is_retried_from_its_last_checkpoint(ray_cluster, tmp_path, monkeypatch):
+def test_a_dead_worker_is_retried_from_its_last_checkpoint(ray_cluster, tmp_path, seeded_store, monkeypatch):
     from mmc_sweep.study.definition.options import RunOptions
     from mmc_sweep.study.definition.spec import load_study
     from mmc_sweep.study.run.runner import run
@@ -76,7 +76,7 @@ def test_a_dead_worker_is_retried_from_its_last_checkpoint(ray_cluster, tmp_path
     # read on the driver (this process) and handed to every fine-tuning trial: each trial's worker
     # process dies once, at the start of epoch 3's report, so its last checkpoint is epoch 2's
     monkeypatch.setenv(faults.ENV, "worker_exit_epoch=3")
-    store = tmp_path / "store"
+    store = seeded_store
     log = io.StringIO()
     outcome = run(load_study(spec_file), RunOptions(storage=str(store), address=ray_cluster.address),
                   Console(file=log, width=160))

@@ -21,8 +21,8 @@ def _elapsed_at_newest_checkpoints(folder) -> dict[str, float]:
     return {trial_id: state["elapsed_s"] for trial_id, state in trial_states(folder).items()}
 
 
-def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_path):
-    store = tmp_path / "store"
+def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_path, seeded_store):
+    store = seeded_store
     # NSGA-II: the quickstart's sampler, through Tune's snapshot and a resume (TPE: test_study_resume)
     # 16 epochs, interrupted after the 6th: Tune's stop lands seconds after the signal, and the trial
     # must still be training then for its resume to train again (at 10 epochs it sometimes had finished)
@@ -64,10 +64,10 @@ def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_
         assert r["duration_s"] >= elapsed_after[trial_dir]
 
 
-def test_driver_killed_between_table_writes(ray_cluster, tmp_path):
+def test_driver_killed_between_table_writes(ray_cluster, tmp_path, seeded_store):
     """The driver dies after writing a fine-tuning trial's `history` file, before its `trials` file
     (the commit); resume writes that trial again: every table holds it exactly once."""
-    store = tmp_path / "store"
+    store = seeded_store
     spec = write_study(tmp_path, "torn", search=search(num_samples=2))
     folder = store / "torn"
     log = tmp_path / "run.log"

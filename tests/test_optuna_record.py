@@ -51,7 +51,7 @@ def test_journal_lives_with_the_study_on_non_local_storage(ray_cluster, tmp_path
     assert not (tmp_path / "home1" / ".cache" / "mmc_sweep" / "remote").exists()
 
 
-def test_any_optuna_storage_url(ray_cluster, tmp_path):
+def test_any_optuna_storage_url(ray_cluster, tmp_path, seeded_store):
     from mmc_sweep.study.definition.folder import load_resumable
     from mmc_sweep.study.definition.options import RunOptions
     from mmc_sweep.study.definition.spec import load_study
@@ -59,7 +59,7 @@ def test_any_optuna_storage_url(ray_cluster, tmp_path):
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     spec = load_study(write_study(tmp_path, "in_db", baselines=[], search=search(num_samples=2)))
-    store = tmp_path / "store"
+    store = seeded_store
     outcome = run(spec, RunOptions(storage=str(store), address=ray_cluster.address, optuna_storage=url))
     assert outcome.exit_code == 0
     trials = optuna.load_study(study_name="in_db", storage=url).trials
@@ -71,7 +71,7 @@ def test_any_optuna_storage_url(ray_cluster, tmp_path):
     assert len(optuna.load_study(study_name="in_db", storage=url).trials) == 2
 
 
-def test_diverged_trials_fail_and_repeated_proposals_reuse_results(ray_cluster, tmp_path):
+def test_diverged_trials_fail_and_repeated_proposals_reuse_results(ray_cluster, tmp_path, seeded_store):
     """lr 1e38 diverges in its first epoch: a failed row, FAIL in Optuna, never retried. The random
     sampler proposes each of the two settings more than once: a repeat of a completed trial reuses
     its result (same values, rows copied, no training), recorded with reused_from."""
@@ -82,7 +82,7 @@ def test_diverged_trials_fail_and_repeated_proposals_reuse_results(ray_cluster, 
     space = {"lr": {"type": "categorical", "choices": [0.05, 1.0e38]}}
     spec = load_study(write_study(tmp_path, "dup", baselines=[], finetune={"method": "naive_ft", "epochs": 2},
                                   search=search(num_samples=6, max_concurrent=1, space=space)))
-    store = tmp_path / "store"
+    store = seeded_store
     assert run(spec, RunOptions(storage=str(store), address=ray_cluster.address)).exit_code == 0
     folder = store / "dup"
     rows = [r for r in table(folder, "trials") if r["role"] == "search"]

@@ -11,9 +11,9 @@ from drivers import assert_journal_matches_parquet, driver, journal_trials, sear
 from study_files import write_study
 
 
-def test_kill_driver_then_resume(ray_cluster, tmp_path):
+def test_kill_driver_then_resume(ray_cluster, tmp_path, seeded_store):
     # TPE through Tune's snapshot and a resume (NSGA-II: test_interrupts; random: first_study; grid: test_study_run)
-    store = tmp_path / "store"
+    store = seeded_store
     spec_file = write_study(tmp_path, "killed", finetune={"epochs": 10}, search={**_search(), "max_concurrent": 2, "sampler": "tpe"})
     folder = store / "killed"
     # Tune snapshots the experiment every 10 s or more by default: a trial started since the last
