@@ -25,11 +25,12 @@ def _uri_driver(bucket, mode: str, what: str, address: str, home, log) -> subpro
                             cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def test_journal_lives_with_the_study_on_non_local_storage(ray_cluster, tmp_path):
+def test_journal_lives_with_the_study_on_non_local_storage(ray_cluster, tmp_path, seeded_store):
     """Stopped by SIGTERM (as a scheduler stops a job) on one machine, resumed on another: exit 143,
     the stopped trials stay RUNNING (never FAIL), and the journal travels in the storage."""
     bucket = tmp_path / "bucket"
     bucket.mkdir()
+    seeded_store.rename(bucket / "studies")  # the storage root in the bucket, with the TINY base models
     spec = write_study(tmp_path, "remote", finetune={"epochs": 8}, baselines=[], search=search(num_samples=3, max_concurrent=2))
     folder = bucket / "studies" / "remote"
     log = tmp_path / "run.log"
