@@ -13,8 +13,11 @@ import pytest
 
 
 def require(name: str, reason: str | None = None) -> ModuleType:
-    """The module ``name``: imported (an ImportError fails the test) under ``CI=true``, else
-    ``pytest.importorskip``."""
-    if os.environ.get("CI", "").lower() == "true":
+    """The module ``name``: imported (an ImportError fails the test) under ``CI=true``, else the
+    test is skipped when it cannot be imported."""
+    try:
         return importlib.import_module(name)
-    return pytest.importorskip(name, reason=reason)
+    except ImportError as err:
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        pytest.skip(reason or f"{name} is not installed: {err}")
