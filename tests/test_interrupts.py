@@ -14,6 +14,7 @@ from mmc_sweep.study.faults import switch
 from study_files import search, write_study
 
 OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
+CTRL_C_EPOCHS = 16  # interrupted after the 6th: Tune's stop lands epochs later, the trial must still be training
 
 
 def _elapsed_at_newest_checkpoints(folder) -> dict[str, float]:
@@ -24,9 +25,8 @@ def _elapsed_at_newest_checkpoints(folder) -> dict[str, float]:
 def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_path, seeded_store):
     store = seeded_store
     # NSGA-II: the quickstart's sampler, through Tune's snapshot and a resume (TPE: test_study_resume)
-    # 16 epochs, interrupted after the 6th: Tune's stop lands seconds after the signal, and the trial
-    # must still be training then for its resume to train again (at 10 epochs it sometimes had finished)
-    spec = write_study(tmp_path, "ctrl_c", finetune={"epochs": 16}, baselines=[], search=search(max_concurrent=2, sampler="nsga2"))
+    # at 10 epochs Tune's stop sometimes landed after the trial's last epoch: its resume trained nothing
+    spec = write_study(tmp_path, "ctrl_c", finetune={"epochs": CTRL_C_EPOCHS}, baselines=[], search=search(max_concurrent=2, sampler="nsga2"))
     folder = store / "ctrl_c"
     log = tmp_path / "run.log"
     run = driver(["run", str(spec), "--storage", str(store), "--address", ray_cluster.address], log)
@@ -48,16 +48,16 @@ def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_
     search_rows = [r for r in rows if r["role"] == "search"]
     assert len(search_rows) == 4 and all(r["status"] == "completed" for r in search_rows)
     assert_journal_matches_parquet(journal_trials(folder, "ctrl_c"), rows, OBJECTIVES)
-    # A trial resumed late (6+ of its 16 epochs done before Ctrl-C) continued from its checkpoint, and its
+    # A trial resumed late (6+ of its epochs done before Ctrl-C) continued from its checkpoint, and its
     # clock carried on: its final checkpoint's elapsed time exceeds the pre-interrupt one (counting
     # only the epochs after the restart would not), and its duration covers both. A trial whose
     # training had ended before the stop landed trains nothing more: its clock is unchanged.
     elapsed_after = _elapsed_at_newest_checkpoints(folder)
     late = [r for r in search_rows if r["start_epoch"] >= 6]  # at least the trial we waited for
-    assert any(r["start_epoch"] < 16 for r in late), [r["start_epoch"] for r in search_rows]
+    assert any(r["start_epoch"] < CTRL_C_EPOCHS for r in late), [r["start_epoch"] for r in search_rows]
     for r in late:
         trial_dir = next(d for d in elapsed_after if r["trial_id"] in d)
-        if r["start_epoch"] < 16:
+        if r["start_epoch"] < CTRL_C_EPOCHS:
             assert elapsed_after[trial_dir] > elapsed_before[trial_dir], (elapsed_before[trial_dir], elapsed_after[trial_dir])
         else:
             assert elapsed_after[trial_dir] == elapsed_before[trial_dir]

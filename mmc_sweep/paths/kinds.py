@@ -115,7 +115,8 @@ def measure_pair(model_a: nn.Module, model_b: nn.Module, views: dict[str, ImageS
         known = {alpha: r for alpha, r in ((0.0, cache.get(key_a)), (1.0, cache.get(b_key))) if r is not None}
         curve = path_kind(kind)(model_a, model_b, ctx)
         measured = evaluate_curve(model_a, curve, views, ctx.spec, ctx.train, ctx.seed, known)
-        cache.put(key_a, [r for r in measured if r["alpha"] == 0.0])
-        cache.put(b_key, [r for r in measured if r["alpha"] == 1.0])
+        for alpha, key in ((0.0, key_a), (1.0, b_key)):
+            if alpha not in known:  # measured just now
+                cache.put(key, [r for r in measured if r["alpha"] == alpha])
         rows += [{"kind": kind, **r} for r in measured]
     return rows
