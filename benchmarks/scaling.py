@@ -6,8 +6,8 @@ The study: the paper preset ``search_spaces/paper/cifar10_box.yaml`` (reference 
 3 base seeds, baselines naive_ft / llrt / lpft) with ``--set`` overrides for 5 cue proportions and
 200 CBFT trials (``PAPER_SETS``: ``search.num_samples=200`` and categorical ``cue_proportion`` and
 ``base_seed`` in the search space, so the search draws from all 15 cue models). Every count below
-comes from the project's own code on that spec: ``StudySpec.base_models``, ``stages.reference_jobs``,
-``stages.search_samples``, ``spec.trial_paths``, ``finetune.total_epochs``.
+comes from the project's own code on that spec: ``StudySpec.base_models``, ``jobs.reference_jobs``,
+``jobs.search_samples``, ``spec.trial_paths``, ``finetune.total_epochs``.
 
 * GPU-hours: counts x per-trial seconds measured on one NVIDIA H100 80GB (whole GPU) with
   ``benchmarks/paper_cost.py --device cuda`` (``H100_S``); naive FT, LPFT and the base-pair
@@ -18,7 +18,7 @@ comes from the project's own code on that spec: ``StudySpec.base_models``, ``sta
   (``trials.py``: the same trial ids, columns, paths, kinds, alphas, views, epochs), values made up
   but shaped like real ones (float32 metrics widened to float64, smooth curves along alpha and the
   epochs, accuracies in steps of 1/10,000 test images). Written with ``results.write_trial`` into a
-  temporary store, reference stage first, compacted, then the search, compacted again, as
+  temporary store, the reference rows first, then the search, then compacted once, as
   ``stages.run_stages`` does; bytes are summed file sizes. Compressed size depends on the values:
   the same generator is checked against the real rows of the tiny study run below (``calibration``).
 * Driver memory: a real tiny study (shapes data, small_cnn width 8, CBFT 20 epochs, 88 path rows and
@@ -61,7 +61,7 @@ from mmc_sweep.config import BARRIER_TYPES, VIEWS, barrier_metric
 from mmc_sweep.finetune import total_epochs
 from mmc_sweep.study.definition.overrides import apply_sets
 from mmc_sweep.study.definition.spec import StudySpec, trial_paths
-from mmc_sweep.study.run.stages import reference_jobs, search_samples
+from mmc_sweep.study.run.jobs import reference_jobs, search_samples
 from mmc_sweep.study.run.trials import params_row, search_settings
 from mmc_sweep.study.storage.compaction import compact_study
 from mmc_sweep.study.storage.results import TABLES, VIEW_METRICS, metadata_for, write_trial
@@ -259,8 +259,8 @@ def _parquet_files(study_dir: Path) -> dict[str, list[Path]]:
 
 
 def write_study(spec: StudySpec, stages: list[list[dict]], folder: Path) -> dict:
-    """Write every payload with ``write_trial``, stage by stage, compacting after each stage as the
-    harness does; return rows, part-file bytes/files per table and the compacted ones."""
+    """Write every payload with ``write_trial``, reference rows first, then compact once, as the
+    harness does when its experiment ends; return rows, part-file bytes/files per table and the compacted ones."""
     store = Store.open(str(folder))
     study_dir = folder / spec.name
     metadata = metadata_for(spec.hash, DEVICE)
@@ -274,7 +274,7 @@ def write_study(spec: StudySpec, stages: list[list[dict]], folder: Path) -> dict
                     part_bytes[table] += (study_dir / "results" / table / f"{trial_id}.parquet").stat().st_size
                     part_files[table] += 1
                 rows[table] += len(payload.get(table, []))
-        compact_study(study_dir)
+    compact_study(study_dir)
     files = _parquet_files(study_dir)
     return {"rows": dict(rows), "part_bytes": dict(part_bytes), "part_files": dict(part_files),
             "compacted_bytes": {t: sum(p.stat().st_size for p in files[t]) for t in TABLES},

@@ -2,12 +2,14 @@
 """Benchmark: what the harness costs per trial, and how well it keeps the trial slots busy.
 
 Runs the same N fine-tuning trials (about 10 s of compute each on one CPU thread) twice: through
-the harness (a search stage on Ray Tune + Optuna, two concurrent one-CPU trials) and as a plain
-sequential loop of the same trial function. Last line:
+the harness (a study's Ray Tune experiment with Optuna, two concurrent one-CPU trials, its base
+models already stored) and as a plain sequential loop of the same trial function. The experiment
+also measures the base pair's path (its one reference job), so the loop does too. Last line:
 
     per_trial_overhead_s=<(wall x slots - summed trial compute) / N> slot_efficiency=<summed trial compute / (wall x slots)>
 
-where a trial's compute time is what the trial function itself takes (its ``duration_s``).
+where a trial's compute time is what the trial function itself takes (its ``duration_s``); the base
+pair's is its time in the loop.
 """
 from __future__ import annotations
 
@@ -24,12 +26,12 @@ from rich.console import Console
 
 from mmc_sweep.config import DataSpec, FinetuneSpec, ModelSpec, PathSpec
 from mmc_sweep.data import build_task
-from mmc_sweep.experiment import finetune_and_measure
+from mmc_sweep.experiment import Pair, finetune_and_measure, measure_paths
 from mmc_sweep.study.definition.folder import prepare_study_folder
 from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.definition.spec import BaseSpec, ObjectiveSpec, ParamSpec, ResourceSpec, SearchSpec, StudySpec
 from mmc_sweep.study.run.cluster import connect_ray
-from mmc_sweep.study.run.stages import run_base_stage, run_search_stage
+from mmc_sweep.study.run.stages import run_stages
 from mmc_sweep.study.storage.artifacts import load_base
 from mmc_sweep.study.storage.results import read_trials
 from mmc_sweep.study.storage.store import Store
@@ -52,20 +54,25 @@ SPEC = StudySpec(
 )
 
 
-def plain_loop(store: Store) -> list[float]:
-    """The same trials, one after another, one thread, no Ray: the compute time of each."""
+def plain_loop(store: Store) -> tuple[list[float], float]:
+    """The same trials, one after another, one thread, no Ray: the compute time of each, and of the
+    base pair's path."""
     torch.set_num_threads(1)
     device = torch.device("cpu")
+    keys = (SPEC.base_model("cue", 0), SPEC.base_model("clean", 0))
     times = []
     for lr in LRS:
         start = time.perf_counter()
         task = build_task(SPEC.data)
-        cue = load_base(store, SPEC.base_model("cue", 0), task, device)
-        clean = load_base(store, SPEC.base_model("clean", 0), task, device)
+        cue, clean = (load_base(store, key, task, device) for key in keys)
         finetune_and_measure(task, cue, clean, dataclasses.replace(SPEC.finetune, lr=lr), SPEC.paths,
                              on_epoch=lambda epoch, metrics, checkpoint: checkpoint())
         times.append(time.perf_counter() - start)
-    return times
+    start = time.perf_counter()
+    task = build_task(SPEC.data)
+    cue, clean = (load_base(store, key, task, device) for key in keys)
+    measure_paths(task, {"cue_to_clean": Pair(cue, clean, keys)}, SPEC.paths, seed=0)
+    return times, time.perf_counter() - start
 
 
 def main() -> None:
@@ -73,21 +80,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         store = Store.open(folder)
         options = RunOptions(storage=folder)
-        prepare_study_folder(store, SPEC)
         connect_ray(options)
         import ray
 
-        run_base_stage(SPEC, store, options, console)  # base models: not part of the measurement
-        start = time.perf_counter()
-        run_search_stage(SPEC, store, options, console)
-        harness_wall = time.perf_counter() - start
+        warm_up = dataclasses.replace(SPEC, name="overhead_base", search=dataclasses.replace(SPEC.search, num_samples=1))
+        for spec in (warm_up, SPEC):  # the first trains the base models, which are not part of the measurement
+            prepare_study_folder(store, spec)
+            outcome = run_stages(spec, store, options, console)
+        harness_wall = outcome.seconds["search"]  # the experiment, its base models found
         rows = [r for r in read_trials(store, SPEC.name).to_pylist() if r["role"] == "search"]
         assert len(rows) == N_TRIALS and all(r["status"] == "completed" for r in rows), rows
-        harness_compute = sum(r["duration_s"] for r in rows)
         ray.shutdown()
 
-        plain = plain_loop(store)
-    plain_wall = sum(plain)
+        plain, base_pair = plain_loop(store)
+        harness_compute = sum(r["duration_s"] for r in rows) + base_pair
+    plain_wall = sum(plain) + base_pair
     overhead = (harness_wall * SLOTS - harness_compute) / N_TRIALS
     efficiency = harness_compute / (harness_wall * SLOTS)
     print(f"{N_TRIALS} trials, {SLOTS} slots: harness wall {harness_wall:.1f} s, summed trial compute "

@@ -1,6 +1,7 @@
 """Helpers for tests that drive `run_study.py` in a subprocess and look at what it left behind."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -25,6 +26,15 @@ def driver(args: list[str], log: Path, **env: str) -> subprocess.Popen:
     full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", **env}
     return subprocess.Popen([sys.executable, str(REPO / "run_study.py"), *args], cwd=REPO, env=full_env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def resume_here(folder: Path, address: str, log: Path) -> int:
+    """``run_study.py resume FOLDER --address ADDRESS`` in this process, its output in ``log``: a new
+    driver as far as the study goes (this process never ran it), without a Python start-up."""
+    from mmc_sweep.cli import main
+
+    with log.open("w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        return main(["resume", str(folder), "--address", address])
 
 
 def run_sampling_free_gpu(args: list[str]) -> tuple[int, list[float]]:
@@ -71,8 +81,12 @@ def search_results(folder: Path) -> set[str]:
 
 
 def trial_states(folder: Path) -> dict[str, dict]:
-    """Search trial id -> the newest epoch state it saved (``<study>/trial_states/search/<id>.pt``)."""
-    return {p.stem: torch.load(p, weights_only=True) for p in (folder / "trial_states" / "search").glob("*.pt")}
+    """Search trial id -> the newest epoch state it saved (``<study>/trial_states/study/<Tune id>.pt``).
+    A base model's state is there too (it has no history), and a baseline's, under its Tune id, but
+    its history names its own id (``naive_ft_s0``)."""
+    states = {p.stem: torch.load(p, weights_only=True) for p in (folder / "trial_states" / "study").glob("*.pt")}
+    return {tune_id: s for tune_id, s in states.items()
+            if "history" in s and all(h["trial_id"] == tune_id for h in s["history"])}
 
 
 def latest_checkpoints(folder: Path) -> dict[str, int]:

@@ -39,9 +39,10 @@ def _finished(folder: Path) -> set[str]:
 
 
 def _checkpointed(folder: Path) -> dict[str, int]:
-    """Search trial id -> the index of its newest epoch state on disk (0: after epoch 1)."""
-    return {p.stem: len(torch.load(p, weights_only=True)["history"]) - 1
-            for p in (folder / "trial_states" / "search").glob("*.pt")}
+    """Search trial id -> the index of its newest epoch state on disk (0: after epoch 1); the study
+    has no baselines, so every fine-tuning trial's state (one with a history) is a search trial's."""
+    states = {p.stem: torch.load(p, weights_only=True) for p in (folder / "trial_states" / "study").glob("*.pt")}
+    return {tune_id: len(state["history"]) - 1 for tune_id, state in states.items() if "history" in state}
 
 
 def main(study_file: str, storage: str, report_path: str, log_path: str) -> int:

@@ -8,8 +8,8 @@ import signal
 
 from optuna.trial import TrialState
 
-from drivers import (assert_journal_matches_parquet, driver, journal_trials, search_results, table, trial_states,
-                     wait_for_running_trial)
+from drivers import (assert_journal_matches_parquet, driver, journal_trials, resume_here, search_results, table,
+                     trial_states, wait_for_running_trial)
 from mmc_sweep.study.faults import switch
 from study_files import search, write_study
 
@@ -42,8 +42,7 @@ def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_
     assert states.count(TrialState.RUNNING) >= 1
     elapsed_before = _elapsed_at_newest_checkpoints(folder)
 
-    resumed = driver(["resume", str(folder), "--address", ray_cluster.address], tmp_path / "resume.log")
-    assert resumed.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()
+    assert resume_here(folder, ray_cluster.address, tmp_path / "resume.log") == 0, (tmp_path / "resume.log").read_text()
     rows = table(folder, "trials")
     search_rows = [r for r in rows if r["role"] == "search"]
     assert len(search_rows) == 4 and all(r["status"] == "completed" for r in search_rows)
@@ -77,8 +76,7 @@ def test_driver_killed_between_table_writes(ray_cluster, tmp_path, seeded_store)
     torn = {r["trial_id"] for r in table(folder, "history")} - {r["trial_id"] for r in table(folder, "trials")}
     assert torn == {"naive_ft_s0"}, torn  # the first fine-tuning trial: history written, not committed
 
-    resumed = driver(["resume", str(folder), "--address", ray_cluster.address], tmp_path / "resume.log")
-    assert resumed.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()
+    assert resume_here(folder, ray_cluster.address, tmp_path / "resume.log") == 0, (tmp_path / "resume.log").read_text()
     trials = table(folder, "trials")
     assert collections.Counter(r["trial_id"] for r in trials)["naive_ft_s0"] == 1
     assert len({r["trial_id"] for r in trials}) == len(trials)

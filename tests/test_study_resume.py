@@ -7,11 +7,12 @@ import time
 
 from optuna.trial import TrialState
 
-from drivers import assert_journal_matches_parquet, driver, journal_trials, search_results, table, wait_for_running_trial
+from drivers import (assert_journal_matches_parquet, driver, journal_trials, resume_here, search_results, table,
+                     wait_for_running_trial)
 from study_files import write_study
 
 
-def test_kill_driver_then_resume(ray_cluster, tmp_path, seeded_store):
+def test_kill_driver_then_resume(ray_cluster, tmp_path, seeded_store, monkeypatch):
     # TPE through Tune's snapshot and a resume (NSGA-II: test_interrupts; random: first_study; grid: test_study_run)
     store = seeded_store
     spec_file = write_study(tmp_path, "killed", finetune={"epochs": 10}, search={**_search(), "max_concurrent": 2, "sampler": "tpe"})
@@ -28,8 +29,9 @@ def test_kill_driver_then_resume(ray_cluster, tmp_path, seeded_store):
     run.wait()
     assert len(search_results(folder)) < 4
 
-    resumed = driver(["resume", str(folder), "--address", ray_cluster.address], tmp_path / "resume.log", **snapshots)
-    assert resumed.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()
+    for key, value in snapshots.items():
+        monkeypatch.setenv(key, value)
+    assert resume_here(folder, ray_cluster.address, tmp_path / "resume.log") == 0, (tmp_path / "resume.log").read_text()
 
     rows = table(folder, "trials")
     # Optuna may have proposed a trial that Tune's last snapshot before the kill never held: it is

@@ -6,6 +6,7 @@ import json
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from ray.tune import ExperimentAnalysis
 
 from drivers import run_sampling_free_gpu
 from mmc_sweep.cli import main
@@ -74,21 +75,22 @@ def test_four_trial_study_end_to_end(first_study):
 
 
 def test_a_finished_study_is_compacted(first_study):
-    """Compacted when the reference stage ended (base pair, baseline) and again at the end (all of it)."""
+    """Compacted once, when its experiment ended: every trial's part files in one file per table."""
     _, store = first_study
     results = store / "first" / "results"
     for name in ("trials", "paths", "history"):
-        assert [p.name for p in (results / name).glob("*.parquet")] == ["compacted-000002-000.parquet"], name
-        assert json.loads((results / name / "_compaction.json").read_text())["generation"] == 2
-    ids = json.loads(pq.read_schema(results / "trials" / "compacted-000002-000.parquet").metadata[b"mmc_sweep.trial_ids"])
+        assert [p.name for p in (results / name).glob("*.parquet")] == ["compacted-000001-000.parquet"], name
+        assert json.loads((results / name / "_compaction.json").read_text())["generation"] == 1
+    ids = json.loads(pq.read_schema(results / "trials" / "compacted-000001-000.parquet").metadata[b"mmc_sweep.trial_ids"])
     assert sorted(ids) == sorted(r["trial_id"] for r in _table(store / "first", "trials")) and len(ids) == 2 + 1 + 4
     assert sorted(p.name for p in results.iterdir()) == ["history", "paths", "trials"]  # no staging folder left
 
 
 def test_trials_landed_on_both_nodes(first_study):
     _, store = first_study
-    rows = [r for r in _table(store / "first", "trials") if r["role"] != "base"]
+    rows = _table(store / "first", "trials")  # base rows: where the base model trained
     nodes = {r["node"] for r in rows}
+    assert None not in nodes
     assert len(nodes) == 2, [(r["trial_id"], r["node"], r["finished_at"], r["duration_s"]) for r in rows]
 
 
@@ -111,7 +113,8 @@ def test_fractional_gpu_trials_run_at_once_and_reuse_base_models(first_study, tm
     assert code == 0
     assert min(free_gpu) == pytest.approx(0.0)  # four 0.25-GPU trials held the one GPU at once
     folder = store / "gpu_quarters"
-    assert not (folder / "tune" / "base").exists()  # the first study's base models were found
+    trained = [t.config["job"] for t in ExperimentAnalysis(str(folder / "tune" / "study")).trials if "kind" in t.config.get("job", {})]
+    assert trained == []  # the first study's base models were found: no trial trained one
     assert {p: p.stat().st_mtime_ns for p in (store / "models").rglob("*") if p.is_file()} == models_before
     search = [r for r in _table(folder, "trials") if r["role"] == "search"]
     assert len(search) == 4 and all(r["status"] == "completed" for r in search)

@@ -164,7 +164,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from mmc_sweep.study.definition.folder import load_resumable
-    from mmc_sweep.study.run.stages import STAGES, reference_jobs, search_samples
+    from mmc_sweep.study.run.jobs import EXPERIMENT, reference_jobs, search_samples
     from mmc_sweep.study.storage.results import read_trials
     from mmc_sweep.study.storage.store import Store
 
@@ -182,6 +182,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.add_row(role, *map(str, counts), str(want), str(max(0, want - len(mine))))
     console = Console()
     console.print(table)
-    stages = [s for s in STAGES if store.exists(spec.name, "tune", s)]
-    console.print(f"Tune experiments on disk: {', '.join(stages) or 'none'}; results: {store.uri_of(spec.name, 'results')}")
+    on_disk = "yes" if store.exists(spec.name, "tune", EXPERIMENT) else "none yet"
+    console.print(f"Tune experiment on disk: {on_disk}; results: {store.uri_of(spec.name, 'results')}")
     return 0

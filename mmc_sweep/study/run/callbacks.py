@@ -15,6 +15,7 @@ from ray import tune
 from mmc_sweep.finetune import total_epochs
 from mmc_sweep.study.definition.spec import StudySpec
 from mmc_sweep.study.run.interrupt import INTERRUPTS
+from mmc_sweep.study.run.jobs import BASE, EXPERIMENT, SEARCH, group
 from mmc_sweep.study.run.trials import ROWS_KEY, params_row, search_settings
 from mmc_sweep.study.storage.artifacts import load_trial_state, trial_state_parts
 from mmc_sweep.study.storage.results import metadata_for, write_trial
@@ -31,8 +32,8 @@ class ResultsSink(tune.Callback):
     """Writes each trial's rows to Parquet when its final report arrives; failed or stopped trials
     that sent no rows get a row saying so. Writes are idempotent (one part file per trial id)."""
 
-    def __init__(self, store: Store, spec: StudySpec, role: str) -> None:
-        self.store, self.spec, self.role = store, spec, role
+    def __init__(self, store: Store, spec: StudySpec) -> None:
+        self.store, self.spec = store, spec
         self.written: set[str] = set()
 
     def write_payload(self, payload: dict, retries: int | None = None) -> None:
@@ -47,16 +48,18 @@ class ResultsSink(tune.Callback):
             self.write_payload(json.loads(result[ROWS_KEY]), trial.num_failures)
 
     def _close(self, trial, status: str, error: str | None) -> None:
-        key = trial_key(trial)
-        pair = (trial.config.get("job") or {}).get("role") in ("base", "control")  # rows of a pair of models: none to close
-        if key in self.written or pair or INTERRUPTS.received:  # an interrupted trial resumes: nothing to close
+        key, kind = trial_key(trial), group(trial.config)
+        # a base model has no rows (its failure ends the run); a pair's rows are of models: none to close
+        no_rows = kind == BASE or (trial.config.get("job") or {}).get("role") in ("base", "control")
+        if key in self.written or no_rows or INTERRUPTS.received:  # an interrupted trial resumes: nothing to close
             return
-        row = {"trial_id": key, "role": self.role, "status": status, "error": error,
-               "method": self.spec.finetune.method if self.role == "search" else trial.config["job"].get("method")}
+        search = kind == SEARCH
+        row = {"trial_id": key, "role": "search" if search else "baseline", "status": status, "error": error,
+               "method": self.spec.finetune.method if search else trial.config["job"].get("method")}
         history = []
-        if self.role == "search":  # its settings, and the epochs it trained (from its last epoch state)
+        if search:  # its settings, and the epochs it trained (from its last epoch state)
             row.update(self._settings(trial.config))
-            state = load_trial_state(self.store, trial_state_parts(self.spec.name, "search", trial.trial_id))
+            state = load_trial_state(self.store, trial_state_parts(self.spec.name, EXPERIMENT, trial.trial_id))
             history = (state or {}).get("history", [])
         self.write_payload({"trials": [row], "history": history}, trial.num_failures)
 
@@ -74,13 +77,16 @@ class ResultsSink(tune.Callback):
 
 
 class LiveProgress(tune.Callback):
-    """A live table: trials done / running / failed, best objective values, elapsed and ETA."""
+    """A live view: per group (base models, reference jobs, search) trials done out of all, the
+    trials running and failed, the search's best objective values, elapsed and ETA."""
 
-    def __init__(self, console: Console | None, title: str, total: int, objectives: list[tuple[str, str]],
-                 done_before: Callable[[], tuple[int, int]]) -> None:
-        self.console, self.title, self.total, self.objectives = console, title, total, objectives
-        self.done_before = done_before  # (done, failed) already in the results: a restored run counts them
-        self.done, self.failed, self.running = 0, 0, set()
+    def __init__(self, console: Console | None, title: str, totals: dict[str, int], objectives: list[tuple[str, str]],
+                 done_before: Callable[[], dict[str, tuple[int, int]]]) -> None:
+        self.console, self.title, self.totals, self.objectives = console, title, totals, objectives
+        self.done_before = done_before  # per group, (done, failed) already in the results: a restored run counts them
+        self.done = {name: 0 for name in totals}
+        self.failed = 0
+        self.running: set[str] = set()
         self.failed_now: set[str] = set()
         self.best: dict[str, float] = {}
         self.started = time.monotonic()
@@ -89,25 +95,27 @@ class LiveProgress(tune.Callback):
         self.last_draw = 0.0
 
     def setup(self, **info) -> None:
-        self.done, self.failed = self.done_before()
+        before = self.done_before()
+        self.done = {name: sum(before.get(name, (0, 0))) for name in self.totals}
+        self.failed = sum(failed for _, failed in before.values())
         self.started = time.monotonic()
         self.live = Live(self.render(), console=self.console or Console(), refresh_per_second=2, transient=False)
         self.live.start()
 
     def render(self) -> Group:
         elapsed = time.monotonic() - self.started
-        left = max(0, self.total - self.done - self.failed)
+        left = sum(max(0, total - self.done[name]) for name, total in self.totals.items())
         if self.finished_now and left:
             eta = f"~{elapsed / self.finished_now * left:.0f} s left"  # wall time per finished trial so far
         else:
             eta = "estimating…" if left else "finishing"
-        head = Text.assemble((f"{self.title}  ", "bold"), f"{self.done} done · {len(self.running)} running · ",
-                             (f"{self.failed} failed", "red" if self.failed else ""), f" · {self.total} in all · ",
-                             f"{elapsed:.0f} s elapsed · {eta}")
+        counts = " · ".join(f"{name} {self.done[name]}/{total}" for name, total in self.totals.items() if total)
+        head = Text.assemble((f"{self.title}  ", "bold"), f"{counts} · {len(self.running)} running · ",
+                             (f"{self.failed} failed", "red" if self.failed else ""), f" · {elapsed:.0f} s elapsed · {eta}")
         if not self.objectives:
             return Group(head)
         table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
-        table.add_column("objective")
+        table.add_column("objective (search)")
         table.add_column("best so far", justify="right")
         for metric, mode in self.objectives:
             value = self.best.get(metric)
@@ -127,7 +135,7 @@ class LiveProgress(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         if ROWS_KEY in result and result.get("failed"):
             self.failed_now.add(trial.trial_id)
-        if ROWS_KEY not in result or result.get("failed"):
+        if ROWS_KEY not in result or result.get("failed") or group(trial.config) != SEARCH:
             return
         for metric, mode in self.objectives:
             value = result.get(metric)
@@ -137,20 +145,18 @@ class LiveProgress(tune.Callback):
                     self.best[metric] = float(value)
         self._draw()
 
-    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+    def _finished(self, trial, failed: bool) -> None:
         self.running.discard(trial.trial_id)
-        if trial.trial_id in self.failed_now:  # it reported a failed row and ended
-            self.failed += 1
-        else:
-            self.done += 1
+        self.done[group(trial.config)] = self.done.get(group(trial.config), 0) + 1
+        self.failed += failed
         self.finished_now += 1
         self._draw(force=True)
 
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._finished(trial, trial.trial_id in self.failed_now)  # a failed row: it reported failure and ended
+
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self.running.discard(trial.trial_id)
-        self.failed += 1
-        self.finished_now += 1
-        self._draw(force=True)
+        self._finished(trial, True)
 
     def on_experiment_end(self, trials: list, **info) -> None:
         if self.live:

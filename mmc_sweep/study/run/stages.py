@@ -1,10 +1,13 @@
-"""The three stages of a study as Ray Tune experiments, and what is reconciled after each."""
+"""A study's one Ray Tune experiment (see jobs: base models, reference jobs, the search), and what
+is reconciled after it."""
 from __future__ import annotations
 
-import functools
 import json
+import os
+import time
 
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from rich.console import Console
 
@@ -12,46 +15,83 @@ from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.definition.spec import StudySpec
 from mmc_sweep.study.run.callbacks import LiveProgress, ResultsSink
 from mmc_sweep.study.run.interrupt import INTERRUPTS
+from mmc_sweep.study.run.jobs import (BASE, EXPERIMENT, REFERENCE, SEARCH, BaseClock, StudyGenerator, StudyJobs,
+                                      base_jobs, base_model_key, group, reference_jobs, search_samples)
 from mmc_sweep.study.run.outcome import StudyOutcome, seconds_line, timed
-from mmc_sweep.study.run.trials import ROWS_KEY, base_trial, reference_trial, search_trial, worker_exit_epoch
+from mmc_sweep.study.run.trials import ROWS_KEY, study_trial, worker_exit_epoch
 from mmc_sweep.study.search.record import OptunaRecord, reconcile
-from mmc_sweep.study.search.searcher import StudySearcher, grid_size
+from mmc_sweep.study.search.searcher import StudySearcher
 from mmc_sweep.study.storage.artifacts import has_base
 from mmc_sweep.study.storage.compaction import compact_study
 from mmc_sweep.study.storage.results import finished_trials, read_trials
 from mmc_sweep.study.storage.store import Store
 
-STAGES = ("base", "reference", "search")  # in the order they run; each a Tune experiment under <study>/tune/
+
+def _slots(spec: StudySpec) -> int:
+    """Trials the cluster can run at once with the study's per-trial resources."""
+    import ray
+
+    total = ray.cluster_resources()
+    slots = int(total.get("CPU", 1.0) // spec.resources.cpu)
+    if spec.resources.gpu:
+        slots = min(slots, int(total.get("GPU", 0.0) // spec.resources.gpu))
+    return max(1, slots)
 
 
-def _status_counts(store: Store, spec: StudySpec, role: str, trial_ids: frozenset[str] = frozenset()) -> tuple[int, int]:
-    """(finished, failed) trials already written, of ``role`` or with one of ``trial_ids``: a restored
-    stage's progress starts from them."""
-    rows = [r for r in read_trials(store, spec.name).to_pylist() if r["role"] == role or r["trial_id"] in trial_ids]
-    return sum(r["status"] != "failed" for r in rows), sum(r["status"] == "failed" for r in rows)
+class SearchASHA(ASHAScheduler):
+    """Tune's ASHA over the search trials only: base models and reference jobs run to their end."""
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        if group(trial.config) == SEARCH:
+            super().on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if group(trial.config) != SEARCH:
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if group(trial.config) == SEARCH:
+            super().on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        if group(trial.config) == SEARCH:
+            super().on_trial_remove(tune_controller, trial)
 
 
-def _trainable(fn, spec: StudySpec, store: Store):
-    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    extra = {"exit_epoch": worker_exit_epoch()} if fn is not base_trial else {}
-    return tune.with_resources(tune.with_parameters(fn, spec=spec, store=store, cpus=spec.resources.cpu, **extra),
-                               resources)
+def _scheduler(spec: StudySpec):
+    """ASHA on the study's per-epoch metric (search trials only), or none (FIFO)."""
+    if spec.search.scheduler != "asha":
+        return None
+    a = spec.search.asha
+    # time: the trial's epoch, not Tune's report count, which restarts at 0 when a trial resumes
+    return SearchASHA(time_attr="epoch", metric=a.metric, mode=a.mode, grace_period=a.grace_period,
+                      reduction_factor=a.reduction_factor, max_t=10**6)  # max_t: trials end by their epochs
 
 
-def _experiment(stage: str, trainable, spec: StudySpec, store: Store, options: RunOptions, *, param_space: dict | None,
-                tune_config: tune.TuneConfig, callbacks: list, resume_errored: bool) -> tune.ResultGrid:
-    """Restore the stage's experiment when an earlier run left one, else start it; run it to the end."""
+def _experiment(spec: StudySpec, store: Store, options: RunOptions, searcher: StudySearcher,
+                callbacks: list) -> tune.ResultGrid:
+    """Restore the study's experiment when an earlier run left one, else start it; run it to the end."""
     storage, fs = store.tune_path(spec.name, "tune"), store.given_filesystem
-    path = f"{storage}/{stage}"
-    if tune.Tuner.can_restore(path, storage_filesystem=fs):
+    path = f"{storage}/{EXPERIMENT}"
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    trainable = tune.with_resources(tune.with_parameters(study_trial, spec=spec, store=store, cpus=spec.resources.cpu,
+                                                         exit_epoch=worker_exit_epoch()), resources)
+    # base and reference trials report no search metric (ASHA's included); our search trials always do
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    if tune.Tuner.can_restore(path, storage_filesystem=fs):  # errored trials are not rerun: StudyJobs reschedules them
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, storage_filesystem=fs,
-                                   resume_errored=resume_errored, restart_errored=False)
+                                   resume_errored=False, restart_errored=False)
     else:
+        cap = spec.search.max_concurrent or _slots(spec)
+        # always behind a limiter: without one Tune keeps a single trial pending and slots sit idle
+        jobs = ConcurrencyLimiter(StudyJobs(spec, store, searcher, cap), max_concurrent=max(cap, _slots(spec)))
         run_config = tune.RunConfig(
-            name=stage, storage_path=storage, storage_filesystem=fs, verbose=1 if options.verbose else 0, callbacks=callbacks,
-            failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
-        )
-        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+            name=EXPERIMENT, storage_path=storage, storage_filesystem=fs, verbose=1 if options.verbose else 0,
+            callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures))
+        tune_config = tune.TuneConfig(search_alg=StudyGenerator(jobs), scheduler=_scheduler(spec), num_samples=-1,
+                                      reuse_actors=True)  # -1: until StudyJobs says FINISHED
+        tuner = tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
     INTERRUPTS.in_tune = True
     try:
         return tuner.fit()
@@ -70,104 +110,62 @@ def _write_missing(results: tune.ResultGrid, sink: ResultsSink) -> None:
                 sink.write_payload(payload)
 
 
-def run_base_stage(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> bool:
-    jobs = [{"kind": key.kind, "seed": key.train.seed, "cue_proportion": key.data.cue_proportion}
-            for kind in ("cue", "clean") for key in spec.base_models(kind) if not has_base(store, key)]
-    if not jobs:
-        console.print(f"base models: all {len(spec.base_models('cue')) + len(spec.base_models('clean'))} found in {store.uri_of('models')}, reused")
-        return True
-    progress = LiveProgress(None, "base models", len(jobs), [], done_before=lambda: (0, 0))
-    results = _experiment("base", _trainable(base_trial, spec, store), spec, store, options,
-                          param_space={"job": tune.grid_search(jobs)}, tune_config=tune.TuneConfig(reuse_actors=True),
-                          callbacks=[progress], resume_errored=True)
-    return not results.errors and all(has_base(store, k) for kind in ("cue", "clean") for k in spec.base_models(kind))
-
-
-def reference_jobs(spec: StudySpec) -> list[dict]:
-    """The reference stage's jobs, the longest first: a baseline fine-tunes and measures two paths, a
-    pair only measures one, so the pairs fill the slots the baselines leave at the end."""
-    jobs = [{"role": "baseline", "method": m, "seed": s, "trial_id": f"{m}_s{s}"} for m in spec.baselines for s in spec.base.seeds]
-    jobs += [{"role": "base", "seed": s, "trial_id": f"base_clean_s{s}"} for s in spec.base.seeds]
-    if spec.base.control_pair:  # clean references of consecutive seeds
-        seeds = spec.base.seeds
-        jobs += [{"role": "control", "seeds": [a, b], "trial_id": f"control_clean_s{a}_s{b}"} for a, b in zip(seeds, seeds[1:])]
-    return jobs
-
-
-def run_reference_stage(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> bool:
-    done = finished_trials(store, spec.name)
-    jobs = [j for j in reference_jobs(spec) if j["trial_id"] not in done]
-    if not jobs:
-        return True
-    sink = ResultsSink(store, spec, "baseline")
-    progress = LiveProgress(None, "base pair and baselines", len(reference_jobs(spec)), [],
-                            done_before=functools.partial(_status_counts, store, spec, "baseline",
-                                                          frozenset(j["trial_id"] for j in reference_jobs(spec))))
-    results = _experiment("reference", _trainable(reference_trial, spec, store), spec, store, options,
-                          param_space={"job": tune.grid_search(jobs)}, tune_config=tune.TuneConfig(reuse_actors=True),
-                          callbacks=[sink, progress], resume_errored=True)
-    _write_missing(results, sink)
+def _progress(spec: StudySpec, store: Store) -> LiveProgress:
+    """The live view: every reference job and search trial; the base models this run trains."""
+    missing = sum(not has_base(store, base_model_key(spec, j)) for j in base_jobs(spec))
+    totals = {BASE: missing, REFERENCE: len(reference_jobs(spec)), SEARCH: search_samples(spec)}
     ids = {j["trial_id"] for j in reference_jobs(spec)}
-    rows = [r for r in read_trials(store, spec.name).to_pylist() if r["trial_id"] in ids]
-    return not results.errors and all(r["status"] == "completed" for r in rows)
+
+    def done_before() -> dict[str, tuple[int, int]]:  # (done, failed) already written: a restored run counts them
+        rows = read_trials(store, spec.name).to_pylist()
+        out = {}
+        for name, mine in ((REFERENCE, [r for r in rows if r["trial_id"] in ids]),
+                           (SEARCH, [r for r in rows if r["role"] == "search"])):
+            out[name] = (sum(r["status"] != "failed" for r in mine), sum(r["status"] == "failed" for r in mine))
+        return out
+
+    objectives = [(o.metric, o.mode) for o in spec.search.objectives]
+    return LiveProgress(None, f"study {spec.name} ({spec.finetune.method})", totals, objectives, done_before)
 
 
-def _slots(spec: StudySpec) -> int:
-    """Trials the cluster can run at once with the study's per-trial resources."""
-    import ray
-
-    total = ray.cluster_resources()
-    slots = int(total.get("CPU", 1.0) // spec.resources.cpu)
-    if spec.resources.gpu:
-        slots = min(slots, int(total.get("GPU", 0.0) // spec.resources.gpu))
-    return max(1, slots)
-
-
-def search_samples(spec: StudySpec) -> int:
-    """Trials the search runs: ``num_samples``, but a grid stops when every point has been tried."""
-    return min(spec.search.num_samples, grid_size(spec.search)) if spec.search.sampler == "grid" else spec.search.num_samples
-
-
-def _scheduler(spec: StudySpec):
-    """Tune's ASHA on the study's per-epoch metric, or none (FIFO)."""
-    if spec.search.scheduler != "asha":
-        return None
-    from ray.tune.schedulers import ASHAScheduler
-
-    a = spec.search.asha
-    # time: the trial's epoch, not Tune's report count, which restarts at 0 when a trial resumes
-    return ASHAScheduler(time_attr="epoch", metric=a.metric, mode=a.mode, grace_period=a.grace_period,
-                         reduction_factor=a.reduction_factor, max_t=10**6)  # max_t: trials end by their epochs
-
-
-def run_search_stage(spec: StudySpec, store: Store, options: RunOptions, console: Console) -> None:
+def run_experiment(spec: StudySpec, store: Store, options: RunOptions, console: Console,
+                   seconds: dict[str, float]) -> tuple[bool, bool]:
+    """The study's experiment; (every base model trained, every reference job completed).
+    ``seconds``: ``base`` until the last base model of this run ended, ``search`` the rest."""
     record = OptunaRecord.of(store, spec.name, options.optuna_storage)
     record.remember()
     record.fetch()
     searcher = StudySearcher(spec.search, record)
-    # Always behind a limiter: without one Tune keeps a single trial pending, so trials start one
-    # by one and slots sit idle; with one it keeps `limit` pending.
-    search_alg = ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent or _slots(spec))
-    objectives = [(o.metric, o.mode) for o in spec.search.objectives]
-    sink = ResultsSink(store, spec, "search")
-    progress = LiveProgress(None, f"search ({spec.finetune.method})", search_samples(spec), objectives,
-                            done_before=functools.partial(_status_counts, store, spec, "search"))
-    tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=_scheduler(spec), num_samples=search_samples(spec),
-                                  reuse_actors=True)
-    results = _experiment("search", _trainable(search_trial, spec, store), spec, store, options, param_space=None,
-                          tune_config=tune_config, callbacks=[sink, progress], resume_errored=False)
+    found = sum(has_base(store, base_model_key(spec, j)) for j in base_jobs(spec))
+    if found:
+        console.print(f"base models: {found} of {len(base_jobs(spec))} found in {store.uri_of('models')}, reused")
+    sink = ResultsSink(store, spec)
+    started = time.perf_counter()
+    results = _experiment(spec, store, options, searcher, [sink, _progress(spec, store)])
+    ended = time.perf_counter()
+    base_end = ended if BaseClock.ended is None else min(max(BaseClock.ended, started), ended)
+    seconds["base"] = seconds.get("base", 0.0) + base_end - started
+    seconds["search"] = seconds.get("search", 0.0) + ended - base_end
     if INTERRUPTS.received:  # Tune resumes the running trials: Optuna must not hear of them yet
         record.push()
-        return
+        return True, True
     _write_missing(results, sink)
-    rows = [r for r in read_trials(store, spec.name).to_pylist() if r["role"] == "search"]
-    lost = reconcile(searcher.study, rows, [o.metric for o in spec.search.objectives])
-    for trial_id in lost:  # asked of Optuna, but never recorded by Tune (a killed driver): say so in both
-        sink.write_payload({"trials": [{"trial_id": trial_id, "role": "search", "status": "failed", "method": spec.finetune.method,
-                                        "error": "lost: the driver died before Tune recorded this trial"}]})
+    base_ok = all(has_base(store, base_model_key(spec, j)) for j in base_jobs(spec))
+    rows = read_trials(store, spec.name).to_pylist()
+    ids = {j["trial_id"] for j in reference_jobs(spec)}
+    reference_ok = base_ok and all(r["status"] == "completed" for r in rows if r["trial_id"] in ids) \
+        and ids <= {r["trial_id"] for r in rows}
+    if base_ok:  # with a base model missing no search trial started
+        search_rows = [r for r in rows if r["role"] == "search"]
+        lost = reconcile(searcher.study, search_rows, [o.metric for o in spec.search.objectives])
+        for trial_id in lost:  # asked of Optuna, but never recorded by Tune (a killed driver): say so in both
+            sink.write_payload({"trials": [{"trial_id": trial_id, "role": "search", "status": "failed",
+                                            "method": spec.finetune.method,
+                                            "error": "lost: the driver died before Tune recorded this trial"}]})
+        if lost:
+            console.print(f"optuna: {len(lost)} trial(s) lost by an interrupted run recorded as failed")
     record.push()
-    if lost:
-        console.print(f"optuna: {len(lost)} trial(s) lost by an interrupted run recorded as failed")
+    return base_ok, reference_ok
 
 
 def compact(store: Store, spec: StudySpec, console: Console) -> None:
@@ -187,27 +185,16 @@ def compact(store: Store, spec: StudySpec, console: Console) -> None:
 
 def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Console,
                seconds: dict[str, float] | None = None) -> StudyOutcome:
-    """The three stages, compacting after the last two; ``seconds`` collects each phase's wall time."""
+    """The study's experiment, then compaction and the summary; ``seconds`` collects each phase's wall time."""
     seconds = {} if seconds is None else seconds
     folder = store.uri_of(spec.name)
     console.print(f"study [bold]{spec.name}[/] ({spec.hash}) -> {folder}")
-    with timed(seconds, "base"):
-        ok = run_base_stage(spec, store, options, console)
+    base_ok, reference_ok = run_experiment(spec, store, options, console, seconds)
     if INTERRUPTS.received:
         return _interrupted(folder, console)
-    if not ok:
-        console.print("[red]base models failed to train[/]: see the Ray logs (--verbose) ")
+    if not base_ok:
+        console.print("[red]base models failed to train[/]: see the Ray logs (--verbose); run again to retry them")
         return StudyOutcome(1, folder, 0, 0, seconds)
-    with timed(seconds, "reference"):
-        ok = run_reference_stage(spec, store, options, console)
-    if INTERRUPTS.received:
-        return _interrupted(folder, console)
-    with timed(seconds, "compaction"):
-        compact(store, spec, console)
-    with timed(seconds, "search"):
-        run_search_stage(spec, store, options, console)
-    if INTERRUPTS.received:
-        return _interrupted(folder, console)
     with timed(seconds, "compaction"):
         compact(store, spec, console)
     rows = [r for r in read_trials(store, spec.name).to_pylist() if r["role"] == "search"]
@@ -218,7 +205,7 @@ def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Cons
     with timed(seconds, "summary"):
         print_summary(spec, store, console)
     console.print(seconds_line(seconds), markup=False, highlight=False)
-    code = 0 if ok and completed > 0 else 1
+    code = 0 if reference_ok and completed > 0 else 1
     return StudyOutcome(code, folder, completed, failed, seconds)
 
 

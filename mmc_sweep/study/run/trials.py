@@ -33,6 +33,7 @@ from mmc_sweep.metrics import view_metrics
 from mmc_sweep.paths import EndpointRows
 from mmc_sweep.study.definition.spec import StudySpec
 from mmc_sweep.study.faults import fault
+from mmc_sweep.study.run.jobs import STORED_KEY
 from mmc_sweep.study.search.searcher import REUSE_KEY, ROWS_KEY  # ROWS_KEY: the final report's rows (JSON)
 from mmc_sweep.study.storage.artifacts import (StoreMidpoints, has_base, load_base, load_trial_state, model_folder,
                                               save_base, save_trial_state, trial_state_parts)
@@ -79,6 +80,17 @@ def _restored_state(store: Store, spec: StudySpec) -> dict | None:
     return load_trial_state(store, _own_state(spec))
 
 
+def study_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float, exit_epoch: int = 0) -> None:
+    """Any trial of the study's experiment (see jobs): a base model, a reference job or a search trial."""
+    job = config.get("job")
+    if job is None:
+        search_trial(config, spec=spec, store=store, cpus=cpus, exit_epoch=exit_epoch)
+    elif "kind" in job:
+        base_trial(config, spec=spec, store=store, cpus=cpus)
+    else:
+        reference_trial(config, spec=spec, store=store, cpus=cpus, exit_epoch=exit_epoch)
+
+
 # ---- base models: content-addressed under <storage>/models/<hash>/ (see artifacts) ---------------------
 
 def base_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float) -> None:
@@ -87,21 +99,22 @@ def base_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float) -> N
     job = config["job"]
     key = spec.base_model(job["kind"], job["seed"], job["cue_proportion"])
     if has_base(store, key):
-        tune.report({"epoch": 0, "reused": 1})
+        tune.report({"epoch": 0, STORED_KEY: 1})
         return
     task = _cpu_task(key.data).to(device)
     restored = _restored_state(store, spec)
     started = time.perf_counter() - (restored["elapsed_s"] if restored else 0.0)
 
     def on_epoch(epoch, loss, model, checkpoint) -> None:
-        _report_epoch({"epoch": epoch, "train_loss": loss, "reused": 0},
+        _report_epoch({"epoch": epoch, "train_loss": loss},
                       {"train": checkpoint(), "elapsed_s": time.perf_counter() - started}, store, spec)
 
     model = train_base(task, key.kind, key.model, key.train, device, on_epoch=on_epoch,
                        resume=restored["train"] if restored else None)
     seeds = {"stream": key.train.stream, "init_seed": key.train.init_seed, "order_seed": key.train.order_seed}
     save_base(store, key, model, {"duration_s": time.perf_counter() - started, "device": device_label(device), **seeds,
-                                  "spec": to_dict(key)})
+                                  "node": ray.get_runtime_context().get_node_id(), "spec": to_dict(key)})
+    tune.report({"epoch": key.train.epochs, STORED_KEY: 1})
 
 
 # ---- fine-tuning trials -----------------------------------------------------------------------------
@@ -188,7 +201,8 @@ def _base_pair(seed: int, spec: StudySpec, store: Store, cpus: float) -> None:
         info = json.loads(store.read_bytes(*model_folder(key), "info.json"))
         row = {"trial_id": f"base_{kind}_s{seed}", "role": "base", "status": "completed", "method": f"base_{kind}",
                "base_seed": seed, "cue_proportion": key.data.cue_proportion, "epochs": key.train.epochs, "start_epoch": 0,
-               "device": info["device"], "duration_s": info["duration_s"], **pairing_row(spec, seed),
+               "device": info["device"], "duration_s": info["duration_s"], "node": info.get("node"),  # older models: none
+               **pairing_row(spec, seed),
                **view_metrics(models[kind], task.views)}
         if kind == "clean":
             row.update(barriers)
