@@ -94,14 +94,21 @@ def latest_checkpoints(folder: Path) -> dict[str, int]:
     return {trial_id: len(state["history"]) - 1 for trial_id, state in trial_states(folder).items()}
 
 
+def in_tune_snapshot(folder: Path) -> str:
+    """The text of the Tune experiment snapshots the study's storage holds (what a resume restores)."""
+    return "".join(p.read_text() for p in (folder / "tune" / "study").glob("experiment_state-*.json"))
+
+
 def wait_for_running_trial(proc: subprocess.Popen, folder: Path, min_checkpoint: int, log: Path,
-                           finished_before: int = 0, timeout_s: float = 240) -> None:
+                           finished_before: int = 0, timeout_s: float = 240, in_snapshot: bool = False) -> None:
     """Until ``finished_before`` search trials are written and one that is not has written checkpoint
-    ``min_checkpoint`` or later."""
+    ``min_checkpoint`` or later (and, with ``in_snapshot``, is in Tune's experiment snapshot on disk)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and proc.poll() is None:
         finished = search_results(folder)
-        if len(finished) >= finished_before and any(k >= min_checkpoint and not any(t in name for t in finished) for name, k in latest_checkpoints(folder).items()):
+        running = [name for name, k in latest_checkpoints(folder).items()
+                   if k >= min_checkpoint and not any(t in name for t in finished)]
+        if len(finished) >= finished_before and running and (not in_snapshot or any(t in in_tune_snapshot(folder) for t in running)):
             return
         time.sleep(0.05)
     raise AssertionError("the study ended (or hung) before it could be interrupted:\n" + log.read_text())

@@ -19,12 +19,12 @@ def test_kill_driver_then_resume(ray_cluster, tmp_path, seeded_store, monkeypatc
     folder = store / "killed"
     # Tune snapshots the experiment every 10 s or more by default: a trial started since the last
     # snapshot is unknown to the resumed run and is recorded as lost, not resumed. Snapshot every
-    # 0.5 s here, so that the trial waited for below is in the snapshot the kill leaves.
+    # 0.5 s here, and kill only once the trial waited for is in the snapshot on disk.
     snapshots = {"TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
     run = driver(["run", str(spec_file), "--storage", str(store), "--address", ray_cluster.address], tmp_path / "run.log",
                  **snapshots)
-    # a search trial has written its fourth epoch state and has not finished
-    wait_for_running_trial(run, folder, 3, tmp_path / "run.log", finished_before=1)
+    # a search trial has written its fourth epoch state, has not finished and is in the snapshot
+    wait_for_running_trial(run, folder, 3, tmp_path / "run.log", finished_before=1, in_snapshot=True)
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     assert len(search_results(folder)) < 4

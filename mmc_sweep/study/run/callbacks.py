@@ -109,7 +109,8 @@ class LiveProgress(tune.Callback):
             eta = f"~{elapsed / self.finished_now * left:.0f} s left"  # wall time per finished trial so far
         else:
             eta = "estimating…" if left else "finishing"
-        counts = " · ".join(f"{name} {self.done[name]}/{total}" for name, total in self.totals.items() if total)
+        # a trial Tune reruns after a killed driver (its rows were written) counts once
+        counts = " · ".join(f"{name} {min(self.done[name], total)}/{total}" for name, total in self.totals.items() if total)
         head = Text.assemble((f"{self.title}  ", "bold"), f"{counts} · {len(self.running)} running · ",
                              (f"{self.failed} failed", "red" if self.failed else ""), f" · {elapsed:.0f} s elapsed · {eta}")
         if not self.objectives:
