@@ -157,10 +157,10 @@ def test_a_study_submitted_as_a_job_runs_on_the_cluster(head):
     assert sorted((r["role"], r["method"]) for r in trials) == [
         ("base", "base_clean"), ("base", "base_cue"), ("search", "cbft")]
     assert all(r["status"] == "completed" and r["error"] is None for r in trials)
-    # every trial ran on the submitted cluster's one node (a driver that started a Ray of its own would not);
-    # base rows describe stored models, not a run, and have no node
+    # every trial ran on the submitted cluster's one node (a driver that started a Ray of its own would
+    # not); a base row names the node its model trained on
     driver_node = client.get_job_info(job).driver_node_id
-    assert driver_node and {r["node"] for r in trials if r["role"] != "base"} == {driver_node}
+    assert driver_node and {r["node"] for r in trials} == {driver_node}
     for r in trials:
         assert all(0.0 <= r[f"acc_{v}"] <= 1.0 for v in VIEWS), r
     paths = _table(folder, "paths")

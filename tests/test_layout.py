@@ -150,20 +150,3 @@ def test_ray_free_layers_load_ray_and_optuna_only_inside_functions(layer):
     eager = [f"{MODULES[src].relative_to(REPO)}:{line}: {dst}" for src in STUDY_MODULES if _layer(src) == layer
              for dst, line, lazy in IMPORTS[src] if not lazy and any(_is(dst, f) for f in FRAMEWORKS)]
     assert not eager, "\n".join(eager)
-
-
-def test_modules_moved_by_the_regrouping_unpickle_by_their_old_names():
-    """A study interrupted before the regrouping pickled its searcher, callbacks, specs and store by
-    their old module paths: `resume` must still find them (the same classes as at their new place)."""
-    import pickle
-
-    from mmc_sweep.study.definition.spec import SearchSpec
-    from mmc_sweep.study.run.callbacks import ResultsSink
-    from mmc_sweep.study.search.searcher import StudySearcher
-    from mmc_sweep.study.storage.store import Store
-
-    for old, new in (("callbacks", ResultsSink), ("search", StudySearcher), ("store", Store), ("spec", SearchSpec)):
-        assert pickle.loads(f"cmmc_sweep.study.{old}\n{new.__name__}\n.".encode()) is new
-    import mmc_sweep.study.run.callbacks as moved
-
-    assert moved.__spec__.name == "mmc_sweep.study.run.callbacks"  # the alias left the real module's spec alone

@@ -2,30 +2,36 @@
 URL), diverged trials, and proposals that repeat a finished trial."""
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
 
 import optuna
+import pyarrow.fs as pafs
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
+from rich.console import Console
 
 from drivers import REPO, assert_journal_matches_parquet, table, wait_for_running_trial
+from mmc_sweep.study.definition.folder import load_resumable
+from mmc_sweep.study.definition.options import RunOptions
+from mmc_sweep.study.run.runner import run
 from study_files import search, write_study
 
 OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
 
 
-def _uri_driver(bucket, mode: str, what: str, address: str, home, log) -> subprocess.Popen:
+def _uri_driver(bucket, study_file: str, address: str, home, log) -> subprocess.Popen:
     """A fresh driver process whose home (so its local journal cache) is ``home``: another machine."""
     env = {**os.environ, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, str(REPO / "tests" / "uri_driver.py"), str(bucket), mode, what, address],
+    return subprocess.Popen([sys.executable, str(REPO / "tests" / "uri_driver.py"), str(bucket), study_file, address],
                             cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def test_journal_lives_with_the_study_on_non_local_storage(ray_cluster, tmp_path, seeded_store):
+def test_journal_lives_with_the_study_on_non_local_storage(ray_cluster, tmp_path, seeded_store, monkeypatch):
     """Stopped by SIGTERM (as a scheduler stops a job) on one machine, resumed on another: exit 143,
     the stopped trials stay RUNNING (never FAIL), and the journal travels in the storage."""
     bucket = tmp_path / "bucket"
@@ -34,7 +40,7 @@ def test_journal_lives_with_the_study_on_non_local_storage(ray_cluster, tmp_path
     spec = write_study(tmp_path, "remote", finetune={"epochs": 8}, baselines=[], search=search(num_samples=3, max_concurrent=2))
     folder = bucket / "studies" / "remote"
     log = tmp_path / "run.log"
-    first = _uri_driver(bucket, "run", str(spec), ray_cluster.address, tmp_path / "home1", log)
+    first = _uri_driver(bucket, str(spec), ray_cluster.address, tmp_path / "home1", log)
     wait_for_running_trial(first, folder, 3, log, finished_before=1)
     os.kill(first.pid, signal.SIGTERM)
     assert first.wait(timeout=120) == 143, log.read_text()
@@ -42,8 +48,13 @@ def test_journal_lives_with_the_study_on_non_local_storage(ray_cluster, tmp_path
     states = [t.state for t in optuna.load_study(study_name="remote", storage=stored).trials]
     assert TrialState.COMPLETE in states and TrialState.RUNNING in states and TrialState.FAIL not in states, states
 
-    resumed = _uri_driver(bucket, "resume", "remote", ray_cluster.address, tmp_path / "home2", tmp_path / "resume.log")
-    assert resumed.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()
+    # resumed here, as on another machine: another home, so no local copy of the journal
+    monkeypatch.setenv("HOME", str(tmp_path / "home2"))
+    fs = pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem())
+    spec_resumed, options = load_resumable("studies/remote", filesystem=fs)
+    options = RunOptions(storage=options.storage, filesystem=fs, address=ray_cluster.address)
+    log = io.StringIO()
+    assert run(spec_resumed, options, Console(file=log, width=160)).exit_code == 0, log.getvalue()
     stored = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
     trials = optuna.load_study(study_name="remote", storage=stored).trials
     assert_journal_matches_parquet(trials, table(folder, "trials"), OBJECTIVES)
@@ -53,10 +64,7 @@ def test_journal_lives_with_the_study_on_non_local_storage(ray_cluster, tmp_path
 
 
 def test_any_optuna_storage_url(ray_cluster, tmp_path, seeded_store):
-    from mmc_sweep.study.definition.folder import load_resumable
-    from mmc_sweep.study.definition.options import RunOptions
     from mmc_sweep.study.definition.spec import load_study
-    from mmc_sweep.study.run.runner import run
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     spec = load_study(write_study(tmp_path, "in_db", baselines=[], search=search(num_samples=2)))
@@ -76,9 +84,7 @@ def test_diverged_trials_fail_and_repeated_proposals_reuse_results(ray_cluster, 
     """lr 1e38 diverges in its first epoch: a failed row, FAIL in Optuna, never retried. The random
     sampler proposes each of the two settings more than once: a repeat of a completed trial reuses
     its result (same values, rows copied, no training), recorded with reused_from."""
-    from mmc_sweep.study.definition.options import RunOptions
     from mmc_sweep.study.definition.spec import load_study
-    from mmc_sweep.study.run.runner import run
 
     space = {"lr": {"type": "categorical", "choices": [0.05, 1.0e38]}}
     spec = load_study(write_study(tmp_path, "dup", baselines=[], finetune={"method": "naive_ft", "epochs": 2},

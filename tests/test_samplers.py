@@ -46,14 +46,12 @@ def _propose(searcher: StudySearcher, first: int, last: int, pending: list[str])
     return out
 
 
-def _interrupted(searcher: StudySearcher, tmp_path) -> StudySearcher:
-    """Both ways Tune brings a searcher back: unpickle its experiment snapshot, then restore its checkpoint."""
+def _interrupted(searcher: StudySearcher) -> StudySearcher:
+    """How a resumed study gets its searcher back: the study's searcher (run/jobs.StudyJobs) pickles
+    it into every checkpoint of the experiment, and the resumed run unpickles the newest."""
     blob = pickle.dumps(searcher)
     assert b"_thread" not in blob and b"NSGAIISampler" not in blob  # no live sampler in the snapshot
-    searcher.save(str(tmp_path / "searcher.pkl"))
-    restored = pickle.loads(blob)
-    restored.restore(str(tmp_path / "searcher.pkl"))
-    return restored
+    return pickle.loads(blob)
 
 
 def test_every_sampler_name_has_a_sampler():
@@ -68,9 +66,9 @@ def test_a_restored_searcher_proposes_what_an_uninterrupted_one_does(tmp_path, s
     pending = []
     searcher = _searcher(tmp_path, "interrupted", sampler)
     got = _propose(searcher, 0, 5, pending)  # inside TPE's start-up and NSGA-II's first generation
-    searcher = _interrupted(searcher, tmp_path)
+    searcher = _interrupted(searcher)
     got += _propose(searcher, 5, 11, pending)  # TPE's model and NSGA-II's crossover from here on
-    searcher = _interrupted(searcher, tmp_path)
+    searcher = _interrupted(searcher)
     got += _propose(searcher, 11, PROPOSALS, pending)
 
     assert got == expected
@@ -78,19 +76,6 @@ def test_a_restored_searcher_proposes_what_an_uninterrupted_one_does(tmp_path, s
     # the trial in flight at each interruption was told to Optuna by the restored searcher
     states = [t.state for t in searcher.study.trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == PROPOSALS - 1 and states[-1] == optuna.trial.TrialState.RUNNING
-
-
-def test_a_checkpoint_with_a_live_sampler_from_an_older_release_still_restores(tmp_path):
-    """Checkpoints written before snapshots pickled the sampler itself: its random state carries over."""
-    straight = _searcher(tmp_path, "straight", "random")
-    _propose(straight, 0, 4, [])
-    with open(tmp_path / "old.pkl", "wb") as f:
-        pickle.dump({"numbers": dict(straight.numbers), "sampler": straight.sampler}, f)
-    expected = straight.suggest("next")
-
-    restored = _searcher(tmp_path, "straight", "random")
-    restored.restore(str(tmp_path / "old.pkl"))
-    assert restored.suggest("again") == expected  # random: the same state proposes the same point
 
 
 def test_a_finished_grid_is_told_its_last_trials_without_an_error(tmp_path):

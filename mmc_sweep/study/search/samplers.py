@@ -61,17 +61,14 @@ def snapshot(sampler: optuna.samplers.BaseSampler) -> dict:
     return {"version": SNAPSHOT_VERSION, "rng": rng}
 
 
-def rebuild(search: SearchSpec, state: dict | optuna.samplers.BaseSampler | None) -> optuna.samplers.BaseSampler:
-    """A fresh sampler for ``search`` that goes on from ``state`` (a :func:`snapshot`; a live sampler
-    pickled by an older mmc-sweep is read the same way; None: a new search).
+def rebuild(search: SearchSpec, state: dict | None) -> optuna.samplers.BaseSampler:
+    """A fresh sampler for ``search`` that goes on from ``state`` (a :func:`snapshot`; None: a new search).
 
     A random state the snapshot does not have (a newer Optuna keeps one where the older did not) is
     seeded from the snapshot's content, so it does not replay the draws the search started with."""
     sampler = SAMPLERS[search.sampler](search)
     if state is None:
         return sampler
-    if isinstance(state, optuna.samplers.BaseSampler):
-        state = snapshot(state)
     saved = state["rng"]
     for path, lazy in _random_states(sampler).items():
         if path in saved:

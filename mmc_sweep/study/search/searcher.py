@@ -6,7 +6,6 @@ snapshot, on any Optuna release. Where the trials are recorded: see record.
 """
 from __future__ import annotations
 
-import pickle
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
@@ -49,7 +48,8 @@ class StudySearcher(Searcher):
     trial is told nothing: Tune resumes it and it reports later. A proposal identical to a completed
     trial's parameters carries ``reuse_of`` (that trial's id): the trial reuses its result.
     The Optuna record itself is the truth; only the sampler's random states (plain data) and Tune's
-    ids are pickled: the sampler is rebuilt from the study's settings when the searcher is restored.
+    ids are pickled (into the study searcher's checkpoints, see run/jobs): the sampler is rebuilt from
+    the study's settings when the searcher is unpickled.
     """
 
     def __init__(self, search: SearchSpec, record: OptunaRecord) -> None:
@@ -95,16 +95,6 @@ class StudySearcher(Searcher):
         else:
             self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
         self.record.push()
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump({"numbers": self.numbers, "sampler": snapshot(self.sampler)}, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
-        # "sampler": a snapshot, or a live sampler saved by mmc-sweep before snapshots
-        self.numbers, self.sampler, self._study = state["numbers"], rebuild(self.search, state["sampler"]), None
 
     def __getstate__(self) -> dict:  # pickled into Tune's experiment snapshot: no open storage, no live sampler
         return {**self.__dict__, "_study": None, "sampler": snapshot(self.sampler)}
