@@ -1,8 +1,7 @@
 """Interruptions leave results that are complete and true: Ctrl-C / SIGTERM stop gracefully and
-resume; a driver killed between two table writes of a trial loses nothing and repeats nothing."""
+resume (a driver killed between two table writes, or mid-trial: test_study_resume.py)."""
 from __future__ import annotations
 
-import collections
 import os
 import signal
 
@@ -10,7 +9,6 @@ from optuna.trial import TrialState
 
 from drivers import (assert_journal_matches_parquet, driver, journal_trials, resume_here, search_results, table,
                      trial_states, wait_for_running_trial)
-from mmc_sweep.study.faults import switch
 from study_files import search, write_study
 
 OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
@@ -61,29 +59,3 @@ def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_
         else:
             assert elapsed_after[trial_dir] == elapsed_before[trial_dir]
         assert r["duration_s"] >= elapsed_after[trial_dir]
-
-
-def test_driver_killed_between_table_writes(ray_cluster, tmp_path, seeded_store):
-    """The driver dies after writing a fine-tuning trial's `history` file, before its `trials` file
-    (the commit); resume writes that trial again: every table holds it exactly once."""
-    store = seeded_store
-    spec = write_study(tmp_path, "torn", search=search(num_samples=2))
-    folder = store / "torn"
-    log = tmp_path / "run.log"
-    run = driver(["run", str(spec), "--storage", str(store), "--address", ray_cluster.address], log,
-                 **switch(kill_after_table="history"))
-    assert run.wait(timeout=300) == -signal.SIGKILL, log.read_text()
-    torn = {r["trial_id"] for r in table(folder, "history")} - {r["trial_id"] for r in table(folder, "trials")}
-    assert torn == {"naive_ft_s0"}, torn  # the first fine-tuning trial: history written, not committed
-
-    assert resume_here(folder, ray_cluster.address, tmp_path / "resume.log") == 0, (tmp_path / "resume.log").read_text()
-    trials = table(folder, "trials")
-    assert collections.Counter(r["trial_id"] for r in trials)["naive_ft_s0"] == 1
-    assert len({r["trial_id"] for r in trials}) == len(trials)
-    history = collections.Counter((r["trial_id"], r["epoch"]) for r in table(folder, "history"))
-    assert sorted(e for (t, e) in history if t == "naive_ft_s0") == [1, 2, 3]
-    assert set(history.values()) == {1}
-    paths = collections.Counter((r["trial_id"], r["path"], r["kind"], r["alpha"], r["view"]) for r in table(folder, "paths"))
-    assert set(paths.values()) == {1}
-    assert any(t == "naive_ft_s0" for t, *_ in paths)
-    assert {t for t, *_ in paths} | {t for t, _ in history} <= {r["trial_id"] for r in trials}

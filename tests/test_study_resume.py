@@ -1,6 +1,8 @@
-"""Kill -9 the driver mid-study, resume, and check nothing is lost, repeated or restarted from zero."""
+"""Kill -9 the driver between two table writes of a trial and mid-study, resume, and check nothing is
+lost, repeated or restarted from zero."""
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import time
@@ -9,43 +11,70 @@ from optuna.trial import TrialState
 
 from drivers import (assert_journal_matches_parquet, driver, journal_trials, resume_here, search_results, table,
                      wait_for_running_trial)
+from mmc_sweep.study.faults import switch
 from study_files import write_study
 
 
-def test_kill_driver_then_resume(ray_cluster, tmp_path, seeded_store, monkeypatch):
-    # TPE through Tune's snapshot and a resume (NSGA-II: test_interrupts; random: first_study; grid: test_study_run)
+def test_a_driver_killed_between_table_writes_and_mid_trial_loses_and_repeats_nothing(ray_cluster, tmp_path,
+                                                                                      seeded_store, monkeypatch):
+    """Killed twice, resumed each time (one study, three drivers):
+
+    1. the first driver dies right after writing a fine-tuning trial's `history` file, before its
+       `trials` file (the commit);
+    2. the second is kill -9'd while a search trial runs (after another finished);
+    3. the third ends the study: the torn trial is written again, whole; every table holds every trial
+       exactly once; a trial running at the second kill resumed from its epoch state, not from zero;
+       Optuna and Parquet agree.
+    TPE through Tune's snapshot and a resume (NSGA-II: test_interrupts; random: first_study; grid:
+    test_study_run)."""
     store = seeded_store
     spec_file = write_study(tmp_path, "killed", finetune={"epochs": 10}, search={**_search(), "max_concurrent": 2, "sampler": "tpe"})
     folder = store / "killed"
-    # Tune snapshots the experiment every 10 s or more by default: a trial started since the last
-    # snapshot is unknown to the resumed run and is recorded as lost, not resumed. Snapshot every
-    # 0.5 s here, and kill only once the trial waited for is in the snapshot on disk.
+    # Tune snapshots the experiment (and mmc-sweep syncs it to the storage) every 10 s by default: a
+    # trial started since the last snapshot is unknown to a resumed run and is recorded as lost, not
+    # resumed. Snapshot every 0.5 s here (the first run's setting is the experiment's), and kill only
+    # once the trial waited for is in the snapshot on disk.
     snapshots = {"TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
-    run = driver(["run", str(spec_file), "--storage", str(store), "--address", ray_cluster.address], tmp_path / "run.log",
-                 **snapshots)
+    log = tmp_path / "run.log"
+    first = driver(["run", str(spec_file), "--storage", str(store), "--address", ray_cluster.address], log,
+                   **snapshots, **switch(kill_after_table="history"))
+    assert first.wait(timeout=300) == -signal.SIGKILL, log.read_text()
+    torn = {r["trial_id"] for r in table(folder, "history")} - {r["trial_id"] for r in table(folder, "trials")}
+    assert len(torn) == 1, torn  # the first fine-tuning trial to end: history written, not committed
+    (torn_id,) = torn
+
+    second = driver(["resume", str(folder), "--address", ray_cluster.address], tmp_path / "second.log", **snapshots)
     # a search trial has written its fourth epoch state, has not finished and is in the snapshot
-    wait_for_running_trial(run, folder, 3, tmp_path / "run.log", finished_before=1, in_snapshot=True)
-    os.kill(run.pid, signal.SIGKILL)
-    run.wait()
+    wait_for_running_trial(second, folder, 3, tmp_path / "second.log", finished_before=1, in_snapshot=True)
+    os.kill(second.pid, signal.SIGKILL)
+    second.wait()
     assert len(search_results(folder)) < 4
 
     for key, value in snapshots.items():
         monkeypatch.setenv(key, value)
-    assert resume_here(folder, ray_cluster.address, tmp_path / "resume.log") == 0, (tmp_path / "resume.log").read_text()
+    assert resume_here(folder, ray_cluster.address, tmp_path / "third.log") == 0, (tmp_path / "third.log").read_text()
 
     rows = table(folder, "trials")
-    # Optuna may have proposed a trial that Tune's last snapshot before the kill never held: it is
+    # Optuna may have proposed a trial that Tune's last snapshot before a kill never held: it is
     # recorded as failed ("lost") in both; the four trials Tune ran all completed
     search = [r for r in rows if r["role"] == "search" and r["status"] == "completed"]
     lost = [r for r in rows if r["role"] == "search" and r["status"] != "completed"]
     assert len(search) == 4 and all(r["error"].startswith("lost") for r in lost), lost
     assert len({r["trial_id"] for r in rows}) == len(rows)
+    assert collections.Counter(r["trial_id"] for r in rows)[torn_id] == 1
     assert any(r["start_epoch"] > 0 for r in search), [r["start_epoch"] for r in search]  # resumed, not restarted
     history = table(folder, "history")
     for r in search:
         assert sorted(h["epoch"] for h in history if h["trial_id"] == r["trial_id"]) == list(range(1, 11))
+    epochs = collections.Counter((r["trial_id"], r["epoch"]) for r in history)
+    assert sorted(e for (t, e) in epochs if t == torn_id) == list(range(1, 11))
+    assert set(epochs.values()) == {1}
+    paths = collections.Counter((r["trial_id"], r["path"], r["kind"], r["alpha"], r["view"]) for r in table(folder, "paths"))
+    assert set(paths.values()) == {1}
+    assert any(t == torn_id for t, *_ in paths)
+    assert {t for t, *_ in paths} | {t for t, _ in epochs} <= {r["trial_id"] for r in rows}
 
-    _wait_until_cluster_idle()  # the killed driver's trial actors are gone, not holding CPUs
+    _wait_until_cluster_idle()  # the killed drivers' trial actors are gone, not holding CPUs
 
     trials = journal_trials(folder, "killed")
     states = [t.state for t in trials]

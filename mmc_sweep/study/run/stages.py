@@ -69,6 +69,15 @@ def _scheduler(spec: StudySpec):
                       reduction_factor=a.reduction_factor, max_t=10**6)  # max_t: trials end by their epochs
 
 
+def _snapshot_period_s() -> float:
+    """How often the experiment's snapshot reaches the study's storage: as often as Tune takes one
+    (``TUNE_GLOBAL_CHECKPOINT_S``; about every 10 s by default), not every 300 s (Ray's sync period).
+    A trial started after the newest snapshot in storage is lost when the driver is killed (it is
+    recorded ``lost`` and proposed again), so this bounds the work a kill -9 repeats."""
+    period = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "auto")
+    return 10.0 if period == "auto" else float(period)
+
+
 def _experiment(spec: StudySpec, store: Store, options: RunOptions, searcher: StudySearcher,
                 callbacks: list) -> tune.ResultGrid:
     """Restore the study's experiment when an earlier run left one, else start it; run it to the end."""
@@ -88,7 +97,8 @@ def _experiment(spec: StudySpec, store: Store, options: RunOptions, searcher: St
         jobs = ConcurrencyLimiter(StudyJobs(spec, store, searcher, cap), max_concurrent=max(cap, _slots(spec)))
         run_config = tune.RunConfig(
             name=EXPERIMENT, storage_path=storage, storage_filesystem=fs, verbose=1 if options.verbose else 0,
-            callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures))
+            callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
+            sync_config=tune.SyncConfig(sync_period=_snapshot_period_s()))
         tune_config = tune.TuneConfig(search_alg=StudyGenerator(jobs), scheduler=_scheduler(spec), num_samples=-1,
                                       reuse_actors=True)  # -1: until StudyJobs says FINISHED
         tuner = tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
