@@ -1,8 +1,13 @@
 """Shared pytest fixtures."""
 from __future__ import annotations
 
+import json
+import os
 import pickle
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +164,45 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+# The paper-effect test measures half a minute of pure training (tests/paper_effect.py). When a session
+# will run it, it starts at once in a background process, on one thread and at the lowest priority:
+# the Ray tests leave about a fifth of the two cores idle (waits on start-ups, health checks, polls),
+# which it fills without taking CPU from the tests in the foreground.
+PAPER_EFFECT_TEST = "tests/test_paper_effect.py::test_the_papers_claims_hold_on_the_embedded_data"
+_PAPER_EFFECT: dict = {}
+
+
+def _start_paper_effect() -> None:
+    out = Path(tempfile.mkdtemp(prefix="mmc-paper-effect-")) / "rows.json"
+    log = open(out.with_suffix(".log"), "w")
+    _PAPER_EFFECT.update(out=out, log=log, proc=subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("paper_effect.py")), str(out)],
+        cwd=Path(__file__).parents[1], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: os.nice(19)))
+
+
+def pytest_collection_finish(session):
+    if any(item.nodeid == PAPER_EFFECT_TEST for item in session.items):
+        _start_paper_effect()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    proc = _PAPER_EFFECT.get("proc")
+    if proc is not None and proc.poll() is None:  # the test was not reached (-x, Ctrl-C)
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def paper_effect_rows() -> list[dict[str, float]]:
+    """The rows of ``paper_effect.measure(SEEDS)``, from the background process (started now if the
+    session did not start it)."""
+    if "proc" not in _PAPER_EFFECT:
+        _start_paper_effect()
+    proc, out = _PAPER_EFFECT["proc"], _PAPER_EFFECT["out"]
+    proc.wait(timeout=900)
+    _PAPER_EFFECT["log"].close()
+    assert proc.returncode == 0 and out.exists(), out.with_suffix(".log").read_text()[-3000:]
+    return json.loads(out.read_text())

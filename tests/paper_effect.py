@@ -4,6 +4,10 @@ calibrated the test's margins over more seeds)."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
 
 import torch
 
@@ -112,3 +116,16 @@ def failed_claims(rows: list[dict[str, float]]) -> list[str]:
 def means(rows: list[dict[str, float]]) -> str:
     """Every quantity's mean over the seeds, for a failure message."""
     return ", ".join(f"{key}={_mean(rows, key):.3f}" for key in rows[0])
+
+
+def main(out: str) -> None:
+    """``python tests/paper_effect.py OUT.json``: :func:`measure` of the test's seeds on one thread, the
+    rows written to OUT.json (conftest runs it in the background from the start of a session)."""
+    torch.set_num_threads(1)  # a background process: one core's worth, the more work per core-second
+    rows = measure(SEEDS)
+    Path(out + ".part").write_text(json.dumps(rows))  # NaN (no control pair for the last seed) as NaN
+    os.replace(out + ".part", out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
