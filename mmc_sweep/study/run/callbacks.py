@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from typing import Any, Callable
 
@@ -99,7 +100,8 @@ class LiveProgress(tune.Callback):
         self.done = {name: sum(before.get(name, (0, 0))) for name in self.totals}
         self.failed = sum(failed for _, failed in before.values())
         self.started = time.monotonic()
-        self.live = Live(self.render(), console=self.console or Console(), refresh_per_second=2, transient=False)
+        console = self.console or Console(width=None if sys.stdout.isatty() else 160)  # logs: one line, as the runner's
+        self.live = Live(self.render(), console=console, refresh_per_second=2, transient=False)
         self.live.start()
 
     def render(self) -> Group:
