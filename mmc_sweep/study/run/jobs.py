@@ -84,7 +84,6 @@ class StudyJobs(Searcher):
         self.spec, self.store, self.search, self.search_cap = spec, store, search, search_cap
         self.live: dict[str, dict | None] = {}  # Tune trial id -> its job (None: a search trial)
         self.stored: set[str] = set()  # live base model trials whose model is stored (they are ending)
-        self.base_failed = False
         self._take_stock()
 
     def _take_stock(self) -> None:
@@ -105,7 +104,7 @@ class StudyJobs(Searcher):
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.base:
             return self._hand_out(trial_id, self.base.pop(0))
-        if any(job and "kind" in job and trial_id not in self.stored for trial_id, job in self.live.items()):
+        if any(job and "kind" in job and live_id not in self.stored for live_id, job in self.live.items()):
             # reference jobs and search trials load the base models. Handed out as soon as the last one
             # is stored, before its trial ends: pending then, they take over the ending trials'
             # worker processes (Tune reuses an actor only for a pending trial)
