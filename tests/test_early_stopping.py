@@ -1,17 +1,20 @@
 """search.scheduler: asha stops hopeless trials: `pruned` rows with the epochs they trained, PRUNED in Optuna."""
 from __future__ import annotations
 
+import json
+
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from drivers import assert_journal_matches_parquet, table
+from mmc_sweep.cli import main
 from study_files import search, write_study
 
 EPOCHS = 4
 
 
-def test_asha_prunes_trials_and_tells_optuna(ray_cluster, tmp_path, seeded_store):
+def test_asha_prunes_trials_and_tells_optuna(ray_cluster, tmp_path, seeded_store, capsys):
     from mmc_sweep.study.definition.options import RunOptions
     from mmc_sweep.study.definition.spec import load_study
     from mmc_sweep.study.run.runner import run
@@ -36,3 +39,7 @@ def test_asha_prunes_trials_and_tells_optuna(ray_cluster, tmp_path, seeded_store
         assert trained[r["trial_id"]] == list(range(1, EPOCHS + 1))
     trials = optuna.load_study(study_name="asha", storage=JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))).trials
     assert_journal_matches_parquet(trials, table(folder, "trials"), ["acc_rand_cue", "cue_reliance"])
+    capsys.readouterr()
+    assert main(["status", str(folder), "--format", "json"]) == 0  # status counts the pruned trials as such
+    search_part = next(p for p in json.loads(capsys.readouterr().out)["parts"] if p["part"] == "search")
+    assert (search_part["completed"], search_part["pruned"], search_part["missing"]) == (len(completed), len(pruned), 0)

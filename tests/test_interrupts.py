@@ -2,6 +2,7 @@
 resume (a driver killed between two table writes, or mid-trial: test_study_resume.py)."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -9,6 +10,7 @@ from optuna.trial import TrialState
 
 from drivers import (assert_journal_matches_parquet, driver, journal_trials, resume_here, search_results, table,
                      trial_states, wait_for_running_trial)
+from mmc_sweep.cli import main
 from study_files import search, write_study
 
 OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
@@ -20,7 +22,7 @@ def _elapsed_at_newest_checkpoints(folder) -> dict[str, float]:
     return {trial_id: state["elapsed_s"] for trial_id, state in trial_states(folder).items()}
 
 
-def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_path, seeded_store):
+def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_path, seeded_store, capsys):
     store = seeded_store
     # NSGA-II: the quickstart's sampler, through Tune's snapshot and a resume (TPE: test_study_resume)
     # at 10 epochs Tune's stop sometimes landed after the trial's last epoch: its resume trained nothing
@@ -39,6 +41,10 @@ def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_
     assert TrialState.FAIL not in states, states  # the stopped trials are resumed, not failed
     assert states.count(TrialState.RUNNING) >= 1
     elapsed_before = _elapsed_at_newest_checkpoints(folder)
+    capsys.readouterr()
+    assert main(["status", str(folder), "--format", "json"]) == 0  # what is left, as status tells it
+    search_part = next(p for p in json.loads(capsys.readouterr().out)["parts"] if p["part"] == "search")
+    assert (search_part["completed"], search_part["expected"], search_part["missing"]) == (len(before), 4, 4 - len(before))
 
     assert resume_here(folder, ray_cluster.address, tmp_path / "resume.log") == 0, (tmp_path / "resume.log").read_text()
     rows = table(folder, "trials")

@@ -130,11 +130,21 @@ def test_analysis_reads_what_the_harness_wrote(first_study, capsys):
     assert report["pareto"] and all(row["method"] == "cbft" for row in report["pareto"])
 
 
-def test_status_counts_trials(first_study, capsys):
+def _status(folder, capsys) -> dict[str, tuple[int, int, int, int, int]]:
+    """``status --format json``: part -> (completed, failed, pruned, expected, missing)."""
+    assert main(["status", str(folder), "--format", "json"]) == 0
+    parts = json.loads(capsys.readouterr().out)["parts"]
+    return {p["part"]: (p["completed"], p["failed"], p["pruned"], p["expected"], p["missing"]) for p in parts}
+
+
+def test_status_counts_each_part_of_the_first_study(first_study, capsys):
     _, store = first_study
-    assert main(["status", str(store / "first")]) == 0
+    assert _status(store / "first", capsys) == {
+        "base models": (2, 0, 0, 2, 0), "base pairs": (2, 0, 0, 2, 0), "control pairs": (0, 0, 0, 0, 0),
+        "baselines": (1, 0, 0, 1, 0), "search": (4, 0, 0, 4, 0)}
+    assert main(["status", str(store / "first")]) == 0  # the table names the study and every part
     out = capsys.readouterr().out
-    assert "search" in out and "first" in out
+    assert "first" in out and all(part in out for part in ("base models", "control pairs", "baselines", "search"))
 
 
 def test_a_changed_spec_under_the_same_name_is_refused(first_study, tmp_path, capsys):
@@ -182,6 +192,15 @@ def test_connectivity_grid_over_cue_proportion_and_seed(grid_study):
     assert len(list((root / "store" / "models").iterdir())) == 3 * 2 + 2
     # midpoints: one per distinct pair of models (the grid's four, the two base pairs, the control pair)
     assert len(list((root / "store" / "midpoints").glob("*/midpoint.pt"))) == 4 + 2 + 1
+
+
+def test_status_counts_control_pairs_and_caps_a_grid(grid_study, capsys):
+    """Two seeds: eight base models (cue models at 0.5, 1.0 and the reference rows' 0.8, per seed; two
+    clean), two base pairs (four rows), one control pair, no baselines; num_samples 10 on a grid of 4."""
+    _, root, _ = grid_study
+    assert _status(root / "store" / "grid", capsys) == {
+        "base models": (8, 0, 0, 8, 0), "base pairs": (4, 0, 0, 4, 0), "control pairs": (1, 0, 0, 1, 0),
+        "baselines": (0, 0, 0, 0, 0), "search": (4, 0, 0, 4, 0)}
 
 
 def test_the_control_pair_and_invariance_along_its_paths(grid_study):

@@ -70,13 +70,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     compact = sub.add_parser("compact", help="merge a study's part files into a few large Parquet files",
                              description="Merge a study's per-trial part files into a few large Parquet files, "
-                                         "atomically (a study compacts itself when each stage ends; this is for "
+                                         "atomically (a study compacts itself when its experiment ends; this is for "
                                          "interrupted studies and studies written before compaction existed).")
     compact.add_argument("study_dir", help="the study folder (<storage>/<name>), on a local or mounted file system")
     compact.set_defaults(func=cmd_compact)
 
-    status = sub.add_parser("status", help="what a study has done so far", description="Trials written so far, by role and status.")
+    status = sub.add_parser("status", help="what a study has done so far",
+                            description="What a study has done, part by part (base models stored; base pairs, control "
+                                        "pairs, baselines and search trials written, by status), against what it will do.")
     status.add_argument("study_dir", help="the study folder (<storage>/<name>)")
+    status.add_argument("--format", choices=("table", "json"), default="table", help="a table (default) or JSON for scripts")
     status.set_defaults(func=cmd_status)
 
 
@@ -163,25 +166,27 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
     from mmc_sweep.study.definition.folder import load_resumable
-    from mmc_sweep.study.run.jobs import EXPERIMENT, reference_jobs, search_samples
-    from mmc_sweep.study.storage.results import read_trials
+    from mmc_sweep.study.run.jobs import EXPERIMENT, study_status
     from mmc_sweep.study.storage.store import Store
 
     spec, options = load_resumable(args.study_dir)
     store = Store.open(options.storage)
-    rows = read_trials(store, spec.name).to_pylist()
-    expected = {"base": 2 * len(spec.base.seeds), "baseline": len(reference_jobs(spec)) - len(spec.base.seeds),
-                "search": search_samples(spec)}
+    parts = study_status(spec, store)
+    on_disk = store.exists(spec.name, "tune", EXPERIMENT)
+    if args.format == "json":
+        print(json.dumps({"study": spec.name, "hash": spec.hash, "parts": parts, "tune_experiment": on_disk,
+                          "results": store.uri_of(spec.name, "results")}))
+        return 0
     table = Table(title=f"study {spec.name} ({spec.hash})")
-    for column in ("role", "completed", "failed", "pruned", "expected", "missing"):
-        table.add_column(column, justify="left" if column == "role" else "right")
-    for role, want in expected.items():
-        mine = [r for r in rows if r["role"] == role]
-        counts = [sum(r["status"] == s for r in mine) for s in ("completed", "failed", "pruned")]
-        table.add_row(role, *map(str, counts), str(want), str(max(0, want - len(mine))))
+    columns = ("part", "completed", "failed", "pruned", "expected", "missing")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "part" else "right")
+    for part in parts:
+        table.add_row(*(str(part[c]) for c in columns))
     console = Console()
     console.print(table)
-    on_disk = "yes" if store.exists(spec.name, "tune", EXPERIMENT) else "none yet"
-    console.print(f"Tune experiment on disk: {on_disk}; results: {store.uri_of(spec.name, 'results')}")
+    console.print(f"Tune experiment on disk: {'yes' if on_disk else 'none yet'}; results: {store.uri_of(spec.name, 'results')}")
     return 0

@@ -62,6 +62,33 @@ def base_model_key(spec: StudySpec, job: dict):
     return spec.base_model(job["kind"], job["seed"], job["cue_proportion"])
 
 
+def study_status(spec: StudySpec, store: Store) -> list[dict]:
+    """What a study has done, part by part, against what it will do: base models stored (``completed``),
+    then the rows written of its base pairs (two per seed: ``base_cue_s<seed>``, ``base_clean_s<seed>``),
+    control pairs, baselines (each by its id) and search trials (``search_samples``, a grid capped at
+    its size), by status. ``missing``: expected and not there yet."""
+    rows = read_trials(store, spec.name).to_pylist()
+    by_id = {r["trial_id"]: r for r in rows}
+    stored = sum(has_base(store, base_model_key(spec, j)) for j in base_jobs(spec))
+    parts = [{"part": BASE, "completed": stored, "failed": 0, "pruned": 0, "expected": len(base_jobs(spec)),
+              "missing": len(base_jobs(spec)) - stored}]
+    reference = reference_jobs(spec)
+    expected_ids = {
+        "base pairs": [f"base_{kind}_s{j['seed']}" for j in reference if j["role"] == "base" for kind in ("cue", "clean")],
+        "control pairs": [j["trial_id"] for j in reference if j["role"] == "control"],
+        "baselines": [j["trial_id"] for j in reference if j["role"] == "baseline"],
+    }
+    for name, ids in expected_ids.items():
+        parts.append(_counts(name, [by_id[i] for i in ids if i in by_id], len(ids)))
+    parts.append(_counts(SEARCH, [r for r in rows if r["role"] == "search"], search_samples(spec)))
+    return parts
+
+
+def _counts(name: str, mine: list[dict], expected: int) -> dict:
+    counts = {status: sum(r["status"] == status for r in mine) for status in ("completed", "failed", "pruned")}
+    return {"part": name, **counts, "expected": expected, "missing": max(0, expected - len(mine))}
+
+
 class BaseClock:
     """When the current run's last base model ended (``time.perf_counter``, driver process): the split
     between the ``base`` and ``search`` phases of the run's ``phase seconds`` line. Module state,
