@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from drivers import REPO, assert_journal_matches_parquet, table, wait_for_running_trial
+from mmc_sweep.study import faults
 from mmc_sweep.study.definition.folder import load_resumable
 from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.run.runner import run
@@ -109,3 +110,26 @@ def test_diverged_trials_fail_and_repeated_proposals_reuse_results(ray_cluster, 
         assert sorted(h["epoch"] for h in history if h["trial_id"] == copy["trial_id"]) == [1, 2]
     trials = optuna.load_study(study_name="dup", storage=JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))).trials
     assert_journal_matches_parquet(trials, table(folder, "trials"), OBJECTIVES)
+
+
+def test_a_non_finite_final_metric_fails_the_trial_and_the_study(ray_cluster, tmp_path, seeded_store, monkeypatch):
+    """A fine-tuned model whose final loss on a view is NaN (fault point ``nan_metric``): the trial is
+    failed, its row names the metric and the view, Optuna is told FAIL; with no completed search trial
+    the study exits 1."""
+    from mmc_sweep.study.definition.spec import load_study
+
+    monkeypatch.setenv(faults.ENV, "nan_metric=rand_img")  # read on this driver, passed to every trial
+    spec = load_study(write_study(tmp_path, "nan", baselines=[], search=search(num_samples=2, max_concurrent=2)))
+    assert run(spec, RunOptions(storage=str(seeded_store), address=ray_cluster.address)).exit_code == 1
+    folder = seeded_store / "nan"
+    rows = table(folder, "trials")
+    search_rows = [r for r in rows if r["role"] == "search"]
+    assert len(search_rows) == 2, search_rows
+    for r in search_rows:
+        assert r["status"] == "failed" and r["loss_rand_img"] is None, r
+        assert r["error"].startswith("NonFiniteMetricError: non-finite loss_rand_img (nan) on the rand_img view"), r["error"]
+    assert [r["status"] for r in rows if r["role"] == "base"] == ["completed", "completed"]  # the base pair: models, not fine-tuned
+    trials = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
+    told = optuna.load_study(study_name="nan", storage=trials).trials
+    assert [t.state for t in told] == [TrialState.FAIL] * 2
+    assert_journal_matches_parquet(told, rows, OBJECTIVES)

@@ -20,6 +20,8 @@ POINTS = {
     "kill_in_compaction": "a compacting process SIGKILLs itself at this step: staged, between (two-rename swap) or swapped",
     "worker_exit_epoch": "each fine-tuning trial's worker exits hard once, at the start of this epoch's report "
                          "(read on the driver and passed to the trials: workers may not share its environment)",
+    "nan_metric": "each fine-tuning trial's final loss on this view (clean, cue, rand_cue or rand_img) is NaN "
+                  "(read on the driver and passed to the trials)",
 }
 
 

@@ -18,7 +18,7 @@ from mmc_sweep.study.run.interrupt import INTERRUPTS
 from mmc_sweep.study.run.jobs import (BASE, EXPERIMENT, REFERENCE, SEARCH, BaseClock, StudyGenerator, StudyJobs,
                                       base_jobs, base_model_key, group, reference_jobs, search_samples)
 from mmc_sweep.study.run.outcome import StudyOutcome, seconds_line, timed
-from mmc_sweep.study.run.trials import ROWS_KEY, study_trial, worker_exit_epoch
+from mmc_sweep.study.run.trials import ROWS_KEY, study_trial, worker_faults
 from mmc_sweep.study.search.record import OptunaRecord, reconcile
 from mmc_sweep.study.search.searcher import StudySearcher
 from mmc_sweep.study.storage.artifacts import has_base
@@ -85,7 +85,7 @@ def _experiment(spec: StudySpec, store: Store, options: RunOptions, searcher: St
     path = f"{storage}/{EXPERIMENT}"
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     trainable = tune.with_resources(tune.with_parameters(study_trial, spec=spec, store=store, cpus=spec.resources.cpu,
-                                                         exit_epoch=worker_exit_epoch()), resources)
+                                                         faults=worker_faults()), resources)
     # base and reference trials report no search metric (ASHA's included); our search trials always do
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     if tune.Tuner.can_restore(path, storage_filesystem=fs):  # errored trials are not rerun: StudyJobs reschedules them

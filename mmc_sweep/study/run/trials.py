@@ -42,10 +42,15 @@ from mmc_sweep.study.storage.store import Store
 from mmc_sweep.train import DivergedError
 
 
-def worker_exit_epoch() -> int:
-    """Fault point ``worker_exit_epoch`` (tests only; 0: none). Read on the driver (workers may not
-    share its environment) and passed to every fine-tuning trial."""
-    return int(fault("worker_exit_epoch") or 0)
+def worker_faults() -> dict[str, str]:
+    """The fault points a trial acts on, set (tests only; empty outside): read on the driver, whose
+    environment a test sets, and passed to every trial (workers may not share it)."""
+    return {name: value for name in ("worker_exit_epoch", "nan_metric") if (value := fault(name))}
+
+
+class NonFiniteMetricError(ValueError):
+    """A fine-tuned model's final accuracy or loss on a view is not finite: the trial fails (its row
+    says which), Optuna is told FAIL; never a `completed` row with holes."""
 
 
 _ENDPOINTS = EndpointRows()  # path endpoints measured in this worker process: later trials reuse their rows
@@ -80,15 +85,16 @@ def _restored_state(store: Store, spec: StudySpec) -> dict | None:
     return load_trial_state(store, _own_state(spec))
 
 
-def study_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float, exit_epoch: int = 0) -> None:
-    """Any trial of the study's experiment (see jobs): a base model, a reference job or a search trial."""
-    job = config.get("job")
+def study_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float, faults: dict[str, str] | None = None) -> None:
+    """Any trial of the study's experiment (see jobs): a base model, a reference job or a search trial.
+    ``faults``: :func:`worker_faults` (tests only)."""
+    job, faults = config.get("job"), faults or {}
     if job is None:
-        search_trial(config, spec=spec, store=store, cpus=cpus, exit_epoch=exit_epoch)
+        search_trial(config, spec=spec, store=store, cpus=cpus, faults=faults)
     elif "kind" in job:
         base_trial(config, spec=spec, store=store, cpus=cpus)
     else:
-        reference_trial(config, spec=spec, store=store, cpus=cpus, exit_epoch=exit_epoch)
+        reference_trial(config, spec=spec, store=store, cpus=cpus, faults=faults)
 
 
 # ---- base models: content-addressed under <storage>/models/<hash>/ (see artifacts) ---------------------
@@ -136,7 +142,7 @@ def _nan_free(metrics: dict[str, float]) -> dict[str, float | None]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
-def reference_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float, exit_epoch: int = 0) -> None:
+def reference_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float, faults: dict[str, str]) -> None:
     """A reference row set: the base pair of a seed (``role: base``), the control pair of two
     seeds (``role: control``) or a baseline method."""
     job = config["job"]
@@ -146,7 +152,7 @@ def reference_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float,
         _control_pair(job["trial_id"], *job["seeds"], spec=spec, store=store, cpus=cpus)
     else:
         ft = dataclasses.replace(spec.finetune, method=job["method"])
-        _finetune(job["trial_id"], "baseline", ft, job["seed"], spec.data.cue_proportion, spec, store, cpus, exit_epoch)
+        _finetune(job["trial_id"], "baseline", ft, job["seed"], spec.data.cue_proportion, spec, store, cpus, faults)
 
 
 def search_settings(config: dict, spec: StudySpec) -> tuple[FinetuneSpec, int, float]:
@@ -156,14 +162,14 @@ def search_settings(config: dict, spec: StudySpec) -> tuple[FinetuneSpec, int, f
             params.get("cue_proportion", spec.data.cue_proportion))
 
 
-def search_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float, exit_epoch: int = 0) -> None:
+def search_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float, faults: dict[str, str]) -> None:
     """One trial of the search: the fixed fine-tuning settings with the searched ones on top; or,
     when the searcher found a finished trial with the same parameters, that trial's result again."""
     trial_id = tune.get_context().get_trial_id()
     if REUSE_KEY in config and _reuse(config[REUSE_KEY], trial_id, spec, store):
         return
     ft, seed, proportion = search_settings(config, spec)
-    _finetune(trial_id, "search", ft, seed, proportion, spec, store, cpus, exit_epoch)
+    _finetune(trial_id, "search", ft, seed, proportion, spec, store, cpus, faults)
 
 
 def _reuse(source: str, trial_id: str, spec: StudySpec, store: Store) -> bool:
@@ -235,8 +241,17 @@ def _reported(spec: StudySpec) -> list[str]:
     return keys + [spec.search.asha.metric] * (spec.search.scheduler == "asha" and spec.search.asha.metric not in keys)
 
 
+def _check_finite(metrics: dict[str, float], views) -> None:
+    """Raise :class:`NonFiniteMetricError` naming the first view whose final accuracy or loss is not finite."""
+    for view in views:
+        for name in (f"acc_{view}", f"loss_{view}"):
+            value = metrics.get(name)
+            if value is not None and not math.isfinite(value):
+                raise NonFiniteMetricError(f"non-finite {name} ({value}) on the {view} view")
+
+
 def _die_once(exit_epoch: int, epoch: int, store: Store, spec: StudySpec, trial_id: str) -> None:
-    """Fault injection for tests: the worker process dies hard, once per trial, at ``exit_epoch``."""
+    """Fault point ``worker_exit_epoch`` (tests): the worker process dies hard, once per trial, at ``exit_epoch``."""
     marker = f".fault_worker_exit_{trial_id}"
     if exit_epoch and epoch == exit_epoch and not store.exists(spec.name, marker):
         store.write_bytes(b"", spec.name, marker)
@@ -244,7 +259,7 @@ def _die_once(exit_epoch: int, epoch: int, store: Store, spec: StudySpec, trial_
 
 
 def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion: float, spec: StudySpec,
-              store: Store, cpus: float, exit_epoch: int = 0) -> None:
+              store: Store, cpus: float, faults: dict[str, str]) -> None:
     """Fine-tune the cue model of (seed, proportion), report per epoch, then measure and report rows.
     ``duration_s`` counts the time before an interruption too (it travels in the epoch state)."""
     device = _setup(cpus, spec.resources.gpu)
@@ -260,7 +275,7 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
         keys, task, models = _load_pair(store, spec, seed, proportion, device)
 
         def on_epoch(epoch: int, metrics: dict[str, float], checkpoint) -> None:
-            _die_once(exit_epoch, epoch, store, spec, trial_id)
+            _die_once(int(faults.get("worker_exit_epoch", 0)), epoch, store, spec, trial_id)
             history.append({"trial_id": trial_id, "epoch": epoch, **metrics})
             # objectives measured only at the end (barriers) are NaN per epoch: Tune needs every key
             _report_epoch({o: float("nan") for o in objectives} | {"epoch": epoch, **metrics},
@@ -271,8 +286,11 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
                                             resume=restored["finetune"] if restored else None,
                                             keys=(keys["cue"], keys["clean"]), midpoints=StoreMidpoints(store),
                                             epoch_views=spec.epoch_metrics == "views", endpoints=_ENDPOINTS)
+        if "nan_metric" in faults:  # tests only
+            final[f"loss_{faults['nan_metric']}"] = float("nan")
+        _check_finite(final, task.views)
     except Exception as err:  # reported as a failed row; not raised: a rerun would fail the same way
-        if not isinstance(err, DivergedError):
+        if not isinstance(err, (DivergedError, NonFiniteMetricError)):
             traceback.print_exc()
         row.update(status="failed", duration_s=time.perf_counter() - started,
                    error=f"{type(err).__name__}: {err}".splitlines()[0][:500])
