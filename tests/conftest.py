@@ -168,8 +168,8 @@ def pytest_collection_modifyitems(config, items):
 
 # The paper-effect test measures half a minute of pure training (tests/paper_effect.py). When a session
 # will run it, it starts at once in a background process, on one thread, scheduled only on a core
-# that would otherwise be idle (Linux SCHED_IDLE; Ray's own workers run niced, so `nice 19` alone still
-# took a third of a contended core from them): the Ray tests leave about a fifth of the two cores idle
+# that would otherwise be idle (Linux SCHED_IDLE; with `nice 19` instead the suite took 245-254 s
+# against 238 s here, the Ray tests slower): the Ray tests leave about a fifth of the two cores idle
 # (waits on start-ups, health checks, polls), which it fills.
 PAPER_EFFECT_TEST = "tests/test_paper_effect.py::test_the_papers_claims_hold_on_the_embedded_data"
 _PAPER_EFFECT: dict = {}
