@@ -60,8 +60,12 @@ def test_journal_lives_with_the_study_on_non_local_storage(ray_cluster, tmp_path
     trials = optuna.load_study(study_name="remote", storage=stored).trials
     assert_journal_matches_parquet(trials, table(folder, "trials"), OBJECTIVES)
     assert len(trials) == 3
-    # the journal is kept under the study in the storage, never beside the driver
-    assert not (tmp_path / "home1" / ".cache" / "mmc_sweep" / "remote").exists()
+    # each driver works on a copy under its own home and pushes it to the study in the storage: the
+    # resumed one (whose home had none) began from the storage's copy and left it whole
+    copies = [list((tmp_path / home / ".cache" / "mmc_sweep" / "journals").glob("*/optuna.journal")) for home in ("home1", "home2")]
+    assert [len(c) for c in copies] == [1, 1], copies
+    assert copies[1][0].read_bytes() == (folder / "optuna.journal").read_bytes()
+    assert len(copies[1][0].read_bytes()) > len(copies[0][0].read_bytes())  # it went on from where the first stopped
 
 
 def test_any_optuna_storage_url(ray_cluster, tmp_path, seeded_store):
