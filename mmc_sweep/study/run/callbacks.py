@@ -82,11 +82,12 @@ class LiveProgress(tune.Callback):
     trials running and failed, the search's best objective values, elapsed and ETA."""
 
     def __init__(self, console: Console | None, title: str, totals: dict[str, int], objectives: list[tuple[str, str]],
-                 done_before: Callable[[], dict[str, tuple[int, int]]]) -> None:
+                 done_before: Callable[[], dict[str, dict[str, bool]]]) -> None:
         self.console, self.title, self.totals, self.objectives = console, title, totals, objectives
-        self.done_before = done_before  # per group, (done, failed) already in the results: a restored run counts them
-        self.done = {name: 0 for name in totals}
-        self.failed = 0
+        self.done_before = done_before  # per group, trials already in the results (id -> failed): a restored run counts them
+        # per group, finished trials by the id their rows carry (id -> failed): a trial Tune reruns after a
+        # killed driver (its rows were written) is the same id, counted once
+        self.finished: dict[str, dict[str, bool]] = {name: {} for name in totals}
         self.running: set[str] = set()
         self.failed_now: set[str] = set()
         self.best: dict[str, float] = {}
@@ -97,8 +98,7 @@ class LiveProgress(tune.Callback):
 
     def setup(self, **info) -> None:
         before = self.done_before()
-        self.done = {name: sum(before.get(name, (0, 0))) for name in self.totals}
-        self.failed = sum(failed for _, failed in before.values())
+        self.finished = {name: dict(before.get(name, {})) for name in self.totals}
         self.started = time.monotonic()
         console = self.console or Console(width=None if sys.stdout.isatty() else 160)  # logs: one line, as the runner's
         self.live = Live(self.render(), console=console, refresh_per_second=2, transient=False)
@@ -106,15 +106,16 @@ class LiveProgress(tune.Callback):
 
     def render(self) -> Group:
         elapsed = time.monotonic() - self.started
-        left = sum(max(0, total - self.done[name]) for name, total in self.totals.items())
+        done = {name: len(trials) for name, trials in self.finished.items()}
+        failed = sum(sum(trials.values()) for trials in self.finished.values())
+        left = sum(max(0, total - done[name]) for name, total in self.totals.items())
         if self.finished_now and left:
             eta = f"~{elapsed / self.finished_now * left:.0f} s left"  # wall time per finished trial so far
         else:
             eta = "estimating…" if left else "finishing"
-        # a trial Tune reruns after a killed driver (its rows were written) counts once
-        counts = " · ".join(f"{name} {min(self.done[name], total)}/{total}" for name, total in self.totals.items() if total)
+        counts = " · ".join(f"{name} {done[name]}/{total}" for name, total in self.totals.items() if total)
         head = Text.assemble((f"{self.title}  ", "bold"), f"{counts} · {len(self.running)} running · ",
-                             (f"{self.failed} failed", "red" if self.failed else ""), f" · {elapsed:.0f} s elapsed · {eta}")
+                             (f"{failed} failed", "red" if failed else ""), f" · {elapsed:.0f} s elapsed · {eta}")
         if not self.objectives:
             return Group(head)
         table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
@@ -150,8 +151,7 @@ class LiveProgress(tune.Callback):
 
     def _finished(self, trial, failed: bool) -> None:
         self.running.discard(trial.trial_id)
-        self.done[group(trial.config)] = self.done.get(group(trial.config), 0) + 1
-        self.failed += failed
+        self.finished.setdefault(group(trial.config), {})[trial_key(trial)] = failed
         self.finished_now += 1
         self._draw(force=True)
 

@@ -92,9 +92,10 @@ def _experiment(spec: StudySpec, store: Store, options: RunOptions, searcher: St
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, storage_filesystem=fs,
                                    resume_errored=False, restart_errored=False)
     else:
-        cap = spec.search.max_concurrent or _slots(spec)
+        slots = _slots(spec)
+        cap = spec.search.max_concurrent or slots
         # always behind a limiter: without one Tune keeps a single trial pending and slots sit idle
-        jobs = ConcurrencyLimiter(StudyJobs(spec, store, searcher, cap), max_concurrent=max(cap, _slots(spec)))
+        jobs = ConcurrencyLimiter(StudyJobs(spec, store, searcher, cap), max_concurrent=max(cap, slots))
         run_config = tune.RunConfig(
             name=EXPERIMENT, storage_path=storage, storage_filesystem=fs, verbose=1 if options.verbose else 0,
             callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
@@ -120,19 +121,15 @@ def _write_missing(results: tune.ResultGrid, sink: ResultsSink) -> None:
                 sink.write_payload(payload)
 
 
-def _progress(spec: StudySpec, store: Store) -> LiveProgress:
-    """The live view: every reference job and search trial; the base models this run trains."""
-    missing = sum(not has_base(store, base_model_key(spec, j)) for j in base_jobs(spec))
+def _progress(spec: StudySpec, store: Store, missing: int) -> LiveProgress:
+    """The live view: every reference job and search trial; the ``missing`` base models this run trains."""
     totals = {BASE: missing, REFERENCE: len(reference_jobs(spec)), SEARCH: search_samples(spec)}
     ids = {j["trial_id"] for j in reference_jobs(spec)}
 
-    def done_before() -> dict[str, tuple[int, int]]:  # (done, failed) already written: a restored run counts them
+    def done_before() -> dict[str, dict[str, bool]]:  # trials already written (id -> failed): a restored run counts them
         rows = read_trials(store, spec.name).to_pylist()
-        out = {}
-        for name, mine in ((REFERENCE, [r for r in rows if r["trial_id"] in ids]),
-                           (SEARCH, [r for r in rows if r["role"] == "search"])):
-            out[name] = (sum(r["status"] != "failed" for r in mine), sum(r["status"] == "failed" for r in mine))
-        return out
+        return {REFERENCE: {r["trial_id"]: r["status"] == "failed" for r in rows if r["trial_id"] in ids},
+                SEARCH: {r["trial_id"]: r["status"] == "failed" for r in rows if r["role"] == "search"}}
 
     objectives = [(o.metric, o.mode) for o in spec.search.objectives]
     return LiveProgress(None, f"study {spec.name} ({spec.finetune.method})", totals, objectives, done_before)
@@ -151,7 +148,8 @@ def run_experiment(spec: StudySpec, store: Store, options: RunOptions, console: 
         console.print(f"base models: {found} of {len(base_jobs(spec))} found in {store.uri_of('models')}, reused")
     sink = ResultsSink(store, spec)
     started = time.perf_counter()
-    results = _experiment(spec, store, options, searcher, [sink, _progress(spec, store)])
+    progress = _progress(spec, store, missing=len(base_jobs(spec)) - found)
+    results = _experiment(spec, store, options, searcher, [sink, progress])
     ended = time.perf_counter()
     base_end = ended if BaseClock.ended is None else min(max(BaseClock.ended, started), ended)
     seconds["base"] = seconds.get("base", 0.0) + base_end - started
