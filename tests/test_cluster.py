@@ -92,7 +92,7 @@ def _stop(head: subprocess.Popen, root: Path) -> None:
 @pytest.fixture
 def head():
     """A one-node cluster as the README starts it (token in ~/.ray/auth_token, RAY_AUTH_MODE=token), on free
-    ports, in its own temp dir and HOME; yields (job API URL, auth header, a scratch folder)."""
+    ports, in its own temp dir and HOME; yields (job API URL, auth header, a scratch folder, GCS port)."""
     # a short path: Ray's unix sockets live under its temp dir, and a socket's path must stay under 108 bytes
     root = Path(tempfile.mkdtemp(prefix="mmc-head-", dir="/tmp"))
     token = secrets.token_hex(32)
@@ -119,7 +119,7 @@ def head():
             except (OSError, RuntimeError):  # not listening yet, or the job module not loaded yet
                 assert time.monotonic() < deadline, (root / "head.log").read_text()[-3000:]
                 time.sleep(0.5)
-        yield url, auth, root
+        yield url, auth, root, gcs
     finally:
         _stop(proc, root)
 
@@ -129,11 +129,23 @@ def _table(folder: Path, name: str) -> list[dict]:
 
 
 def test_a_study_submitted_as_a_job_runs_on_the_cluster(head):
-    url, auth, root = head
+    url, auth, root, gcs = head
     # token auth is really on: the same request without the token is refused
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{url}/api/jobs/", timeout=30)
     assert refused.value.code == 401
+    # and so is a driver without it: exit 2, one line that says what is missing, nothing written
+    tokenless = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "TUNE_"))}
+    # Ray's own knob for its connection attempts (about one a second): 3 instead of 20 before it gives up
+    tokenless.update(HOME=str(root / "tokenless"), RAY_USAGE_STATS_ENABLED="0", RAY_gcs_server_port_wait_time_s="3")
+    refused_file, refused_store = write_study(root, "refused"), root / "refused_store"
+    driver = subprocess.run([sys.executable, "run_study.py", "run", str(refused_file), "--storage", str(refused_store),
+                             "--address", f"127.0.0.1:{gcs}", "--connect-timeout", "60"],
+                            cwd=REPO, env=tokenless, capture_output=True, text=True, timeout=300)
+    lines = driver.stderr.strip().splitlines()
+    assert driver.returncode == 2 and len(lines) == 1, driver.stderr[-3000:]
+    assert lines[0].startswith(f"error: --address 127.0.0.1:{gcs}: could not connect to Ray") and "RAY_AUTH_MODE=token" in lines[0]
+    assert not refused_store.exists()
 
     # no baseline and one search trial: every trial is a new worker process to start, the test's main cost
     spec_file = write_study(root, "clustered", baselines=[], search=search(num_samples=1))
@@ -161,12 +173,16 @@ def test_a_study_submitted_as_a_job_runs_on_the_cluster(head):
     # not); a base row names the node its model trained on
     driver_node = client.get_job_info(job).driver_node_id
     assert driver_node and {r["node"] for r in trials} == {driver_node}
-    for r in trials:
-        assert all(0.0 <= r[f"acc_{v}"] <= 1.0 for v in VIEWS), r
+    for r in trials:  # whole test images counted: each accuracy a multiple of 1/100 (n_test)
+        assert all(abs(r[f"acc_{v}"] * 100 - round(r[f"acc_{v}"] * 100)) < 1e-6 for v in VIEWS), r
     paths = _table(folder, "paths")
     expected = {r["trial_id"]: ({"cue_to_clean"} if r["method"] == "base_clean" else {"cue_to_ft", "ft_to_clean"})
                 for r in trials if r["method"] != "base_cue"}  # the base pair's path is on its clean row
     for trial_id, names in expected.items():
         mine = [p for p in paths if p["trial_id"] == trial_id]
         assert {p["path"] for p in mine} == names and len(mine) == len(names) * 3 * len(VIEWS)  # 3 alphas
-        assert all(0.0 <= p["acc"] <= 1.0 for p in mine)
+        row = next(r for r in trials if r["trial_id"] == trial_id)
+        for name in names:  # the row's loss barriers, by hand from the path's three points
+            for view in VIEWS:
+                loss = {p["alpha"]: p["loss"] for p in mine if p["path"] == name and p["view"] == view}
+                assert row[f"barrier_loss_{name}_{view}"] == pytest.approx(max(0.0, loss[0.5] - (loss[0.0] + loss[1.0]) / 2))

@@ -64,7 +64,8 @@ def test_settings_added_later_change_the_hash_only_away_from_their_defaults():
     assert spec_hash(step) != spec_hash(TrainSpec())
     assert spec_hash(TrainSpec(nesterov=False)) != spec_hash(TrainSpec())
     assert spec_hash(FinetuneSpec(update="alternating")) != spec_hash(FinetuneSpec())
-    assert spec_hash(dataclasses.replace(TrainSpec(), nesterov=True)) == spec_hash(TrainSpec())
+    # and at their defaults they leave the hash as it was pinned before they existed (test_hash_is_pinned,
+    # test_hashes_of_stored_artifacts_survive_the_settings_added_since)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Data layer: the shapes set, cues, counterfactual views, clean subsets and local CIFAR files."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 
@@ -374,9 +375,31 @@ def test_imageset_batches():
         ImageSet(torch.rand(3, 3, 4, 4), torch.arange(4))
 
 
-def test_task_to_device_keeps_everything():
+def _tensors_of(task) -> dict[str, torch.Tensor]:
+    """Every tensor the task's fields hold (image sets and dicts opened), by where it sits."""
+    found: dict[str, torch.Tensor] = {}
+
+    def walk(name: str, value) -> None:
+        if isinstance(value, torch.Tensor):
+            found[name] = value
+        elif isinstance(value, ImageSet):
+            walk(f"{name}.x", value.x), walk(f"{name}.y", value.y)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{name}[{key}]", item)
+
+    for field in dataclasses.fields(task):
+        walk(field.name, getattr(task, field.name))
+    return found
+
+
+def test_task_to_device_moves_every_tensor_it_holds():
+    # "meta" is a second device on any machine: a field `to` forgot would stay on the CPU. Fields are
+    # enumerated from the dataclass, so a tensor field added later is checked too.
     task = build_task(DataSpec(n_train=50, n_test=20), device="cpu")
-    moved = task.to("cpu")
-    for a, b in zip(all_tensors(task), all_tensors(moved)):
-        assert torch.equal(a, b)
-    assert moved.views.keys() == task.views.keys()
+    before, after = _tensors_of(task), _tensors_of(task.to("meta"))
+    assert after.keys() == before.keys()
+    assert {"train_cue_mask", "views_cue_mask", "train_clean.y", "views[rand_img].x"} <= after.keys()
+    for name, moved in after.items():
+        assert moved.device.type == "meta", name
+        assert (moved.shape, moved.dtype) == (before[name].shape, before[name].dtype), name

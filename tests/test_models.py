@@ -53,5 +53,6 @@ def test_folding_batchnorm_keeps_the_function(name):
     with torch.no_grad():
         assert torch.allclose(folded(x), model(x), atol=1e-4)
         assert torch.allclose(folded.features(x), model.features(x), atol=1e-4)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.trunk.modules() if name == "small_cnn")
+    # every architecture puts each BatchNorm right after a convolution: all of them are folded away
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is unchanged

@@ -85,12 +85,17 @@ def _unwritable_folder(path: Path) -> str | None:
     return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot create it: {parent} is not writable"
 
 
+def hide_password(url: str) -> str:
+    """A database URL as it may be printed: never with its password."""
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
+
+
 def check_optuna_storage(url: str | None) -> None:
     """``--optuna-storage`` is a database URL Optuna can open (sqlite, postgresql, mysql), its driver is
     installed, and a sqlite file's folder exists or can be created. The database is not contacted."""
     if url is None:
         return
-    shown = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)  # never echo a password
+    shown = hide_password(url)
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme.split("+", 1)[0] not in OPTUNA_SCHEMES:
         raise InputError(f"--optuna-storage: expected a database URL sqlite:///FILE, postgresql://... or mysql://..., "

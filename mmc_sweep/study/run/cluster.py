@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 import threading
 
 from mmc_sweep.errors import InputError
@@ -33,19 +34,26 @@ def connect_ray(options: RunOptions) -> None:
     if ray.is_initialized():  # a notebook or a test session that started Ray itself
         return
 
+    # Joining a cluster, Ray's C++ core logs every retry on fd 2 (twenty lines before a cluster that
+    # refuses the token is given up): held in a file and written out only if the connection succeeds.
+    # (A local Ray is not held: the processes it starts would inherit the file.)
+    held = _StderrHeld() if address and not options.verbose else None
+
     def give_up() -> None:  # ray.init can block inside C++ (where no Python signal reaches it)
-        sys.stderr.write(f"error: --address {address}: no Ray cluster answered within {options.connect_timeout_s:.0f} s\n")
-        sys.stderr.flush()
+        line = f"error: --address {address}: no Ray cluster answered within {options.connect_timeout_s:.0f} s\n"
+        os.write(held.original if held else sys.stderr.fileno(), line.encode())
         os._exit(2)
 
     watchdog = threading.Timer(options.connect_timeout_s, give_up)
     watchdog.daemon = True
     if address:  # starting a local Ray does not hang; joining a cluster can
         watchdog.start()
+    connected = False
     try:
         # "local": no address means a new local Ray, never a cluster found in /tmp/ray (that takes --address auto)
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=options.verbose,
                  logging_level=logging.INFO if options.verbose else logging.ERROR)
+        connected = True
     except (ConnectionError, RuntimeError, ValueError, getattr(ray.exceptions, "AuthenticationError", ConnectionError)) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         # Ray 2.60 sends its token to a cluster named by address only with RAY_AUTH_MODE=token
@@ -55,6 +63,28 @@ def connect_ray(options: RunOptions) -> None:
         raise InputError(f"--address {address}: could not connect to Ray: {first}{hint}") from None
     finally:
         watchdog.cancel()
+        if held:
+            held.release(replay=connected)
+
+
+class _StderrHeld:
+    """fd 2 pointed at a temporary file until :meth:`release`; ``original`` is the real stderr meanwhile."""
+
+    def __init__(self) -> None:
+        sys.stderr.flush()
+        self.file = tempfile.TemporaryFile()
+        self.original = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+
+    def release(self, replay: bool) -> None:
+        """Restore fd 2; with ``replay``, write what was held to it."""
+        sys.stderr.flush()
+        os.dup2(self.original, 2)
+        os.close(self.original)
+        if replay:
+            self.file.seek(0)
+            os.write(2, self.file.read())
+        self.file.close()
 
 
 def _probe(address: str, timeout_s: float) -> None:

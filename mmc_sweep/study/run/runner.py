@@ -1,11 +1,5 @@
-"""Run or resume a study: write the spec, start or join Ray, run the three stages, reconcile.
-
-Stages, each a Ray Tune experiment under ``<study>/tune/<stage>`` that an interrupted run restores:
-
-1. ``base``: train the missing base models (content-addressed, shared by studies);
-2. ``reference``: the base pair's rows (and its cue->clean path) and one row per baseline;
-3. ``search``: Optuna proposes, Tune runs the fine-tuning trials.
-"""
+"""Run or resume a study: refuse what can be refused before anything is written, start or join Ray,
+write the spec, take the study's lock, run the study's one Ray Tune experiment (``stages.py``)."""
 from __future__ import annotations
 
 import contextlib
@@ -27,19 +21,24 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
     from mmc_sweep.study.run.stages import run_stages
 
     console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap at 80
+    from mmc_sweep.study.search.record import OptunaRecord
+    from mmc_sweep.study.storage.compaction import recover_study
+    from mmc_sweep.study.storage.lock import check_not_in_use, study_lock
+
     store = Store.open(options.storage, options.filesystem)
-    check_study_name(store, spec)  # refused before Ray starts
+    # a local or shared folder has one writer at a time; an object store has no lock (and no compaction)
+    folder = None if store.local_root is None else store.local_root / spec.name
+    # every refusal that can be decided before anything is written is decided here, before Ray starts
+    check_study_name(store, spec)
+    if folder:
+        check_not_in_use(folder)
+    OptunaRecord.of(store, spec.name, options.optuna_storage).check_owner()
     seconds: dict[str, float] = {}
     with timed(seconds, "ray_start"):
         connect_ray(options)
-    check_fits_a_node(spec)
-    if not store.exists(spec.name, STUDY_FILE):  # written once Ray is up: a failed connect leaves nothing
+    check_fits_a_node(spec)  # needs the cluster; still nothing written
+    if not store.exists(spec.name, STUDY_FILE):
         store.write_bytes(dump_study(spec).encode(), spec.name, STUDY_FILE)
-    from mmc_sweep.study.storage.compaction import recover_study
-    from mmc_sweep.study.storage.lock import study_lock
-
-    # a local or shared folder has one writer at a time; an object store has no lock (and no compaction)
-    folder = None if store.local_root is None else store.local_root / spec.name
     with study_lock(folder) if folder else contextlib.nullcontext(), INTERRUPTS:  # Ctrl-C / SIGTERM: graceful, 130 / 143
         if folder:
             recover_study(folder)  # a compaction that died half-way is finished or undone

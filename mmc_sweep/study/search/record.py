@@ -24,6 +24,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from mmc_sweep.errors import InputError
+from mmc_sweep.study.definition.preflight import hide_password
 from mmc_sweep.study.storage.store import Store
 
 JOURNAL = "optuna.journal"
@@ -85,20 +86,48 @@ class OptunaRecord:
         if self._copied and self.local_journal.exists():
             self.store.write_bytes(self.local_journal.read_bytes(), self.study, JOURNAL)
 
+    def check_owner(self) -> None:
+        """Refuse an Optuna study of this name in ``--optuna-storage`` that another study folder owns,
+        without writing anything: a driver asks before Ray starts. (The journal lives in the study's
+        own folder and has no other owner.)"""
+        if self.url is None:
+            return
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.url)
+        if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+            return  # a database not yet created holds no study (and is not created here)
+        try:
+            storage = RDBStorage(self.url)
+            owner = storage.get_study_user_attrs(storage.get_study_id_from_name(self.study)).get(STUDY_URI)
+        except KeyError:  # no study of that name yet
+            return
+        except Exception as err:  # a database that refuses the connection
+            raise InputError(f"--optuna-storage {hide_password(self.url)}: cannot open the Optuna storage: "
+                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        if owner is not None and owner != self.store.uri_of(self.study):
+            raise self._owned_by(owner)
+
+    def _owned_by(self, owner: str) -> InputError:
+        return InputError(f"--optuna-storage {hide_password(self.url)}: an Optuna study named {self.study!r} there belongs to "
+                          f"{owner}; pick another --name or another --optuna-storage")
+
     def open_study(self, directions: list[str], sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
         """The study's Optuna study, created on first use; one owned by another study folder is refused."""
         try:
-            study = optuna.create_study(study_name=self.study, storage=self.storage(), sampler=sampler,
-                                        directions=directions, load_if_exists=True)
+            storage = self.storage()
+            try:  # loaded when it exists: create_study(load_if_exists=True) appends a create record every run
+                study = optuna.load_study(study_name=self.study, storage=storage, sampler=sampler)
+            except KeyError:
+                study = optuna.create_study(study_name=self.study, storage=storage, sampler=sampler, directions=directions)
         except Exception as err:  # a database that refuses the connection, a corrupt journal
-            raise InputError(f"--optuna-storage {self.url or self.local_journal}: cannot open the Optuna study: "
+            raise InputError(f"--optuna-storage {hide_password(self.url or str(self.local_journal))}: cannot open the Optuna study: "
                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
         owner = study.user_attrs.get(STUDY_URI)
         if owner is None:
             study.set_user_attr(STUDY_URI, self.store.uri_of(self.study))
         elif owner != self.store.uri_of(self.study):
-            raise InputError(f"--optuna-storage {self.url}: an Optuna study named {self.study!r} there belongs to "
-                             f"{owner}; pick another --name or another --optuna-storage")
+            raise self._owned_by(owner)
         return study
 
 

@@ -18,6 +18,26 @@ from mmc_sweep.errors import InputError
 LOCK_FILE = ".lock"
 
 
+def _in_use(folder: Path, holder: str) -> InputError:
+    return InputError(f"{folder}: the study is in use by another process ({holder.strip() or 'unknown'}); "
+                      "wait for it to finish, or stop it first")
+
+
+def check_not_in_use(folder: Path) -> None:
+    """Raise :class:`InputError` when another process holds the study's lock; creates and takes nothing
+    (a driver asks before Ray starts, so a second driver is refused with nothing written)."""
+    try:
+        f = open(folder / LOCK_FILE)
+    except FileNotFoundError:  # never locked: a new study
+        return
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _in_use(folder, f.read()) from None
+        fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @contextmanager
 def study_lock(folder: Path) -> Iterator[None]:
     """Hold the study's lock, or raise :class:`InputError` naming the process that holds it."""
@@ -27,9 +47,7 @@ def study_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            holder = f.read().strip() or "unknown"
-            raise InputError(f"{folder}: the study is in use by another process ({holder}); "
-                             "wait for it to finish, or stop it first") from None
+            raise _in_use(folder, f.read()) from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()}")
