@@ -520,6 +520,3 @@ def spec_hash(*specs: Any, length: int = 16, leave_out: tuple[str, ...] = ()) ->
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def field_help(cls: type) -> dict[str, str]:
-    """Help text of every field of a spec class."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}

@@ -170,11 +170,6 @@ def train_model(
     return model.eval()
 
 
-def save_weights(model: nn.Module, path: str | Path) -> None:
-    """Write the state dict atomically (temp file in the same folder + rename)."""
-    save_state({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
-
-
 def _atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """``write(tmp)`` to a temporary file in the same folder, then rename it into place."""
     path = Path(path)
@@ -202,7 +197,3 @@ def load_state(path: str | Path, device: str | torch.device = "cpu") -> dict:
     return torch.load(path, map_location=device, weights_only=True)
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    device = next(model.parameters()).device
-    model.load_state_dict(load_state(path, device))
-    return model.eval()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import subprocess
@@ -35,6 +36,31 @@ def resume_here(folder: Path, address: str, log: Path) -> int:
 
     with log.open("w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         return main(["resume", str(folder), "--address", address])
+
+
+def run_signalled(spec, options, signal_at: str, monkeypatch) -> tuple[int, str]:
+    """Run ``spec`` in this process with the fault point ``signal_at`` (e.g. ``"reference:TERM"``: the
+    driver signals itself as that phase begins); (exit code, everything it printed)."""
+    from rich.console import Console
+
+    from mmc_sweep.study import faults
+    from mmc_sweep.study.run.runner import run
+
+    monkeypatch.setenv(faults.ENV, f"signal_at={signal_at}")
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(out):
+            code = run(spec, options, Console(file=out, width=160)).exit_code
+    finally:
+        monkeypatch.delenv(faults.ENV)
+    return code, out.getvalue()
+
+
+def assert_stopped_cleanly(code: int, output: str, signal_at: str) -> None:
+    """The exit code of the signal (130 / 143), said once, no traceback, and how to go on."""
+    expected = {"INT": 130, "TERM": 143}[signal_at.partition(":")[2]]
+    assert code == expected and "Traceback" not in output, (code, output[-3000:])
+    assert "resume" in output or "nothing was written" in output, output[-3000:]
 
 
 def run_sampling_free_gpu(args: list[str]) -> tuple[int, list[float]]:

@@ -2,13 +2,13 @@
 
     python tests/failure_driver.py STUDY_FILE STORAGE_DIR REPORT_JSON STUDY_LOG
 
-Starts a fresh two-node local Ray cluster (head: 1 CPU, worker: 2 CPUs), holds the head's CPU
+Starts a fresh two-node local Ray cluster (head: 2 CPUs, worker: 2 CPUs), holds the head's CPUs
 with an idle actor (so that every trial runs on the worker until the node is lost, and the test
 knows which trials the lost node held), runs the study on it with ``run_study.py run ... --address``
 in a further process (as a user would), waits until a search trial is mid-way, removes the worker
 node (its processes are killed, without a graceful shutdown, as when a machine is lost), frees the
-head's CPU, waits for the study to end, and writes what it saw to REPORT_JSON. The cluster is torn
-down however this ends (SIGTERM included).
+head's CPUs (the lost trials resume there side by side), waits for the study to end, and writes what
+it saw to REPORT_JSON. The cluster is torn down however this ends (SIGTERM included).
 
 It runs in its own process because the pytest process is already connected to the session's Ray
 cluster, which the other tests share and which must not lose a node.
@@ -62,7 +62,7 @@ def main(study_file: str, storage: str, report_path: str, log_path: str) -> int:
     system_config = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
                      "health_check_failure_threshold": 4}
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "object_store_memory": 80 * 2**20, "include_dashboard": False, "_system_config": system_config})
+        "num_cpus": 2, "object_store_memory": 80 * 2**20, "include_dashboard": False, "_system_config": system_config})
     study = None
     try:
         # connect while the head is the only node: Ray before 2.54 attaches this driver to any node of
@@ -72,7 +72,7 @@ def main(study_file: str, storage: str, report_path: str, log_path: str) -> int:
         cluster.wait_for_nodes()
         timeline["cluster_up"] = round(time.monotonic() - started, 1)
         report.update(address=cluster.address, head_node=cluster.head_node.node_id, worker_node=worker.node_id)
-        # The head's only CPU is held until the worker is lost: every trial before that runs on the
+        # The head's CPUs are held until the worker is lost: every trial before that runs on the
         # worker (two at a time), every trial after it on the head.
         on_head = NodeAffinitySchedulingStrategy(cluster.head_node.node_id, soft=False)
         hold = _hold_class().options(scheduling_strategy=on_head).remote()
@@ -86,7 +86,7 @@ def main(study_file: str, storage: str, report_path: str, log_path: str) -> int:
                                       "--address", cluster.address], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
         # Remove the worker once an unfinished search trial has its second epoch checkpoint on disk
-        # (it runs on the worker: the head's CPU is held). Two checkpoints, not one: the trial went on
+        # (it runs on the worker: the head's CPUs are held). Two checkpoints, not one: the trial went on
         # past its first report, so Tune had registered a checkpoint, and the rescheduled trial must
         # resume from it, not from zero.
         deadline = time.monotonic() + REMOVE_DEADLINE_S
@@ -98,7 +98,7 @@ def main(study_file: str, storage: str, report_path: str, log_path: str) -> int:
                 cluster.remove_node(worker, allow_graceful=False)
                 report["removed"] = True
                 timeline["node_removed"] = round(time.monotonic() - started, 1)
-                ray.kill(hold)  # the head's CPU is free: the study goes on there
+                ray.kill(hold)  # the head's CPUs are free: the study goes on there
                 break
             time.sleep(0.1)
         if not report["removed"]:
@@ -123,9 +123,9 @@ def main(study_file: str, storage: str, report_path: str, log_path: str) -> int:
 def _hold_class():
     import ray
 
-    @ray.remote(num_cpus=1)
+    @ray.remote(num_cpus=2)
     class Hold:
-        """Holds one CPU, doing nothing."""
+        """Holds the head's two CPUs, doing nothing."""
 
         def ready(self) -> bool:
             return True

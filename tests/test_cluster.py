@@ -131,21 +131,18 @@ def _table(folder: Path, name: str) -> list[dict]:
 def test_a_study_submitted_as_a_job_runs_on_the_cluster(head):
     url, auth, root, gcs = head
     # token auth is really on: the same request without the token is refused
-    with pytest.raises(urllib.error.HTTPError) as refused:
+    with pytest.raises(urllib.error.HTTPError) as unauthorised:
         urllib.request.urlopen(f"{url}/api/jobs/", timeout=30)
-    assert refused.value.code == 401
+    assert unauthorised.value.code == 401
     # and so is a driver without it: exit 2, one line that says what is missing, nothing written
     tokenless = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "TUNE_"))}
     # Ray's own knob for its connection attempts (about one a second): 3 instead of 20 before it gives up
     tokenless.update(HOME=str(root / "tokenless"), RAY_USAGE_STATS_ENABLED="0", RAY_gcs_server_port_wait_time_s="3")
     refused_file, refused_store = write_study(root, "refused"), root / "refused_store"
-    driver = subprocess.run([sys.executable, "run_study.py", "run", str(refused_file), "--storage", str(refused_store),
-                             "--address", f"127.0.0.1:{gcs}", "--connect-timeout", "60"],
-                            cwd=REPO, env=tokenless, capture_output=True, text=True, timeout=300)
-    lines = driver.stderr.strip().splitlines()
-    assert driver.returncode == 2 and len(lines) == 1, driver.stderr[-3000:]
-    assert lines[0].startswith(f"error: --address 127.0.0.1:{gcs}: could not connect to Ray") and "RAY_AUTH_MODE=token" in lines[0]
-    assert not refused_store.exists()
+    # (it waits on its retries while the job below runs: checked after the job)
+    refused = subprocess.Popen([sys.executable, "run_study.py", "run", str(refused_file), "--storage", str(refused_store),
+                                "--address", f"127.0.0.1:{gcs}", "--connect-timeout", "60"],
+                               cwd=REPO, env=tokenless, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     # no baseline and one search trial: every trial is a new worker process to start, the test's main cost
     spec_file = write_study(root, "clustered", baselines=[], search=search(num_samples=1))
@@ -161,6 +158,11 @@ def test_a_study_submitted_as_a_job_runs_on_the_cluster(head):
         assert time.monotonic() < deadline, client.get_job_logs(job)[-3000:]
         time.sleep(1)
     assert status == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
+    out, err = refused.communicate(timeout=300)
+    lines = err.strip().splitlines()
+    assert refused.returncode == 2 and len(lines) == 1 and not out, err[-3000:]
+    assert lines[0].startswith(f"error: --address 127.0.0.1:{gcs}: could not connect to Ray") and "RAY_AUTH_MODE=token" in lines[0]
+    assert not refused_store.exists()
 
     folder = store / "clustered"
     trials = _table(folder, "trials")

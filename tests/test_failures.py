@@ -95,14 +95,15 @@ def test_a_dead_worker_is_retried_from_its_last_checkpoint(ray_cluster, tmp_path
 # ---- item 4: a node lost while its trials run --------------------------------------------------------------
 
 @pytest.mark.slow  # a cluster of its own, in a subprocess
-def test_trials_of_a_lost_node_are_rescheduled_from_their_checkpoints(tmp_path):
+def test_trials_of_a_lost_node_are_rescheduled_from_their_checkpoints(tmp_path, seeded_store):
     """On a fresh two-node cluster (in a subprocess: see tests/failure_driver.py), the worker node
     is removed while search trials run on it; they finish on the head from their checkpoints.
-    Until then the head's CPU is held, so every trial that ran before the loss ran on the worker."""
-    epochs, samples = 30, 3  # thirty short epochs: a trial seen mid-way is still running when its node goes
+    Until then the head's CPUs are held, so every trial that ran before the loss ran on the worker."""
+    epochs, samples = 24, 2  # short epochs, enough of them that a trial seen mid-way still runs when its node goes
     spec_file = write_study(tmp_path, "node_loss", baselines=[], finetune={"epochs": epochs},
-                            search=search(num_samples=samples, max_concurrent=3))
-    store, report_file, log_file = tmp_path / "store", tmp_path / "report.json", tmp_path / "study.log"
+                            search=search(num_samples=samples, max_concurrent=2))
+    # the session's TINY base models are in the store: the cluster's time goes to the search trials
+    store, report_file, log_file = seeded_store, tmp_path / "report.json", tmp_path / "study.log"
     env = {k: v for k, v in os.environ.items() if k != faults.ENV}  # no injected faults here
     env.update(RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
     driver = subprocess.Popen([sys.executable, str(REPO / "tests" / "failure_driver.py"), str(spec_file), str(store),
@@ -129,7 +130,7 @@ def test_trials_of_a_lost_node_are_rescheduled_from_their_checkpoints(tmp_path):
     assert midway, report
     rescheduled = []
     for r in rows:
-        if r["node"] == worker:  # finished before the loss (the head's CPU was held): never restarted
+        if r["node"] == worker:  # finished before the loss (the head's CPUs were held): never restarted
             assert r["retries"] == 0 and r["start_epoch"] == 0, summary
             continue
         assert r["trial_id"] not in report["finished_at_removal"] and r["node"] == head, summary

@@ -1,67 +1,64 @@
-"""Interruptions leave results that are complete and true: Ctrl-C / SIGTERM stop gracefully and
-resume (a driver killed between two table writes, or mid-trial: test_study_resume.py)."""
+"""Ctrl-C and SIGTERM at every phase of a run end it with 130 / 143, one clear message and no
+traceback, and leave a study that resumes (mmc_sweep/study/run/interrupt.py). Where each phase is tested:
+
+* start-up (joining a cluster that never answers): here, in driver processes of their own;
+* base training and the reference jobs: the grid study of test_study_run.py (Ctrl-C, then SIGTERM,
+  then a resume that ends it);
+* the search: test_optuna_record.py (SIGTERM, resumed on another machine) and test_study_resume.py
+  (Ctrl-C twice: the second aborts at once);
+* the final compaction and the summary: test_optuna_record.py::test_any_optuna_storage_url.
+
+In-process phases use the fault point ``signal_at`` (the driver signals itself as the phase begins).
+"""
 from __future__ import annotations
 
-import json
-import os
-import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
-from optuna.trial import TrialState
+import pytest
 
-from drivers import (assert_journal_matches_parquet, driver, journal_trials, resume_here, search_results, table,
-                     trial_states, wait_for_running_trial)
-from mmc_sweep.cli import main
-from study_files import search, write_study
+from study_files import write_study
 
-OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
-CTRL_C_EPOCHS = 16  # interrupted after the 6th: Tune's stop lands epochs later, the trial must still be training
+REPO = Path(__file__).resolve().parents[1]
 
 
-def _elapsed_at_newest_checkpoints(folder) -> dict[str, float]:
-    """Trial id -> seconds of work its newest epoch state says the trial had done."""
-    return {trial_id: state["elapsed_s"] for trial_id, state in trial_states(folder).items()}
+@pytest.mark.slow  # driver processes of their own: a hung connect ends one with os._exit
+def test_a_hung_start_up_ends_at_the_connect_timeout_or_at_a_signal_with_nothing_written(tmp_path):
+    """Three drivers join a head that never answers, at once: one is given up at --connect-timeout
+    (exit 2), one gets Ctrl-C and one SIGTERM while they wait (130 and 143). Each says so in one line."""
+    import signal
+    import time
+
+    spec_file = write_study(tmp_path, "silent")
+    with socket.socket() as listener:  # accepts connections and never says a word, like a hung head node
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        drivers = {}
+        for case, timeout_s in (("timeout", 1), ("INT", 60), ("TERM", 60)):
+            drivers[case] = subprocess.Popen(
+                [sys.executable, "run_study.py", "run", str(spec_file), "--storage", str(tmp_path / case),
+                 "--address", address, "--connect-timeout", str(timeout_s)],
+                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while len(_accepted(listener)) < 3 and time.monotonic() < deadline:
+            pass  # every driver is past its imports and inside Ray's connect
+        for case in ("INT", "TERM"):
+            drivers[case].send_signal(getattr(signal, f"SIG{case}"))
+        outputs = {case: proc.communicate(timeout=120) for case, proc in drivers.items()}
+    lines = {case: (out + err).strip().splitlines() for case, (out, err) in outputs.items()}
+    assert (drivers["timeout"].returncode, lines["timeout"]) == (2, [f"error: --address {address}: no Ray cluster answered within 1 s"])
+    assert (drivers["INT"].returncode, lines["INT"]) == (130, ["interrupted while starting: nothing was written"]), lines
+    assert (drivers["TERM"].returncode, lines["TERM"]) == (143, ["interrupted while starting: nothing was written"]), lines
+    assert not any((tmp_path / case).exists() for case in drivers)
 
 
-def test_ctrl_c_stops_gracefully_and_resume_agrees_with_optuna(ray_cluster, tmp_path, seeded_store, capsys):
-    store = seeded_store
-    # NSGA-II: the quickstart's sampler, through Tune's snapshot and a resume (TPE: test_study_resume)
-    # at 10 epochs Tune's stop sometimes landed after the trial's last epoch: its resume trained nothing
-    spec = write_study(tmp_path, "ctrl_c", finetune={"epochs": CTRL_C_EPOCHS}, baselines=[], search=search(max_concurrent=2, sampler="nsga2"))
-    folder = store / "ctrl_c"
-    log = tmp_path / "run.log"
-    run = driver(["run", str(spec), "--storage", str(store), "--address", ray_cluster.address], log)
-    # interrupt late in a trial, so much of its work happened before the interruption
-    wait_for_running_trial(run, folder, 6, log)
-    os.kill(run.pid, signal.SIGINT)
-    assert run.wait(timeout=120) == 130, log.read_text()
-    assert "resume" in log.read_text()
-    before = search_results(folder)
-    assert len(before) < 4
-    states = [t.state for t in journal_trials(folder, "ctrl_c")]
-    assert TrialState.FAIL not in states, states  # the stopped trials are resumed, not failed
-    assert states.count(TrialState.RUNNING) >= 1
-    elapsed_before = _elapsed_at_newest_checkpoints(folder)
-    capsys.readouterr()
-    assert main(["status", str(folder), "--format", "json"]) == 0  # what is left, as status tells it
-    search_part = next(p for p in json.loads(capsys.readouterr().out)["parts"] if p["part"] == "search")
-    assert (search_part["completed"], search_part["expected"], search_part["missing"]) == (len(before), 4, 4 - len(before))
-
-    assert resume_here(folder, ray_cluster.address, tmp_path / "resume.log") == 0, (tmp_path / "resume.log").read_text()
-    rows = table(folder, "trials")
-    search_rows = [r for r in rows if r["role"] == "search"]
-    assert len(search_rows) == 4 and all(r["status"] == "completed" for r in search_rows)
-    assert_journal_matches_parquet(journal_trials(folder, "ctrl_c"), rows, OBJECTIVES)
-    # A trial resumed late (6+ of its epochs done before Ctrl-C) continued from its checkpoint, and its
-    # clock carried on: its final checkpoint's elapsed time exceeds the pre-interrupt one (counting
-    # only the epochs after the restart would not), and its duration covers both. A trial whose
-    # training had ended before the stop landed trains nothing more: its clock is unchanged.
-    elapsed_after = _elapsed_at_newest_checkpoints(folder)
-    late = [r for r in search_rows if r["start_epoch"] >= 6]  # at least the trial we waited for
-    assert any(r["start_epoch"] < CTRL_C_EPOCHS for r in late), [r["start_epoch"] for r in search_rows]
-    for r in late:
-        trial_dir = next(d for d in elapsed_after if r["trial_id"] in d)
-        if r["start_epoch"] < CTRL_C_EPOCHS:
-            assert elapsed_after[trial_dir] > elapsed_before[trial_dir], (elapsed_before[trial_dir], elapsed_after[trial_dir])
-        else:
-            assert elapsed_after[trial_dir] == elapsed_before[trial_dir]
-        assert r["duration_s"] >= elapsed_after[trial_dir]
+def _accepted(listener: socket.socket, peers: list = []) -> list:  # noqa: B006  (kept open: a closed socket is a refusal)
+    listener.settimeout(0.2)
+    try:
+        peers.append(listener.accept()[0])
+    except TimeoutError:
+        pass
+    return peers

@@ -15,7 +15,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from rich.console import Console
 
-from drivers import REPO, assert_journal_matches_parquet, table, wait_for_running_trial
+from drivers import (REPO, assert_journal_matches_parquet, assert_stopped_cleanly, run_signalled, search_results, table,
+                     trial_states, wait_for_running_trial)
 from mmc_sweep.study import faults
 from mmc_sweep.study.definition.folder import load_resumable
 from mmc_sweep.study.definition.options import RunOptions
@@ -32,57 +33,98 @@ def _uri_driver(bucket, study_file: str, address: str, home, log) -> subprocess.
                             cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def test_journal_lives_with_the_study_on_non_local_storage(ray_cluster, tmp_path, seeded_store, monkeypatch):
-    """Stopped by SIGTERM (as a scheduler stops a job) on one machine, resumed on another: exit 143,
-    the stopped trials stay RUNNING (never FAIL), and the journal travels in the storage."""
+STOP_EPOCHS = 16  # stopped after a trial's 4th: Tune's stop lands epochs later, the trial must still be training
+
+
+def test_a_study_stopped_on_one_machine_resumes_on_another_from_non_local_storage(ray_cluster, tmp_path, seeded_store,
+                                                                                  monkeypatch):
+    """Stopped by SIGTERM (as a scheduler stops a job) late in a search trial, on one machine; resumed
+    on another. Exit 143; the stopped trials stay RUNNING (never FAIL) and `status` counts what is left;
+    the journal travels in the storage; a trial stopped late goes on from its checkpoint, its clock
+    too. NSGA-II, the quickstart's sampler, through Tune's snapshot and a resume (TPE:
+    test_study_resume; random: first_study; grid: test_study_run)."""
+    from mmc_sweep.study.run.jobs import study_status
+    from mmc_sweep.study.storage.store import Store
+
     bucket = tmp_path / "bucket"
     bucket.mkdir()
     seeded_store.rename(bucket / "studies")  # the storage root in the bucket, with the TINY base models
-    spec = write_study(tmp_path, "remote", finetune={"epochs": 8}, baselines=[], search=search(num_samples=3, max_concurrent=2))
+    spec = write_study(tmp_path, "remote", finetune={"epochs": STOP_EPOCHS}, baselines=[],
+                       search=search(num_samples=3, max_concurrent=2, sampler="nsga2"))
     folder = bucket / "studies" / "remote"
     log = tmp_path / "run.log"
     first = _uri_driver(bucket, str(spec), ray_cluster.address, tmp_path / "home1", log)
     wait_for_running_trial(first, folder, 3, log, finished_before=1)
     os.kill(first.pid, signal.SIGTERM)
     assert first.wait(timeout=120) == 143, log.read_text()
+    assert "resume" in log.read_text() and "Traceback" not in log.read_text()
     stored = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
     states = [t.state for t in optuna.load_study(study_name="remote", storage=stored).trials]
     assert TrialState.COMPLETE in states and TrialState.RUNNING in states and TrialState.FAIL not in states, states
+    before = search_results(folder)
+    assert 1 <= len(before) < 3
+    fs = pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem())
+    spec_resumed, options = load_resumable("studies/remote", filesystem=fs)
+    search_part = next(p for p in study_status(spec_resumed, Store.open("studies", fs)) if p["part"] == "search")
+    assert (search_part["completed"], search_part["expected"], search_part["missing"]) == (len(before), 3, 3 - len(before))
+    elapsed_before = {trial: state["elapsed_s"] for trial, state in trial_states(folder).items()}
 
     # resumed here, as on another machine: another home, so no local copy of the journal
     monkeypatch.setenv("HOME", str(tmp_path / "home2"))
-    fs = pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem())
-    spec_resumed, options = load_resumable("studies/remote", filesystem=fs)
     options = RunOptions(storage=options.storage, filesystem=fs, address=ray_cluster.address)
-    log = io.StringIO()
-    assert run(spec_resumed, options, Console(file=log, width=160)).exit_code == 0, log.getvalue()
+    out = io.StringIO()
+    assert run(spec_resumed, options, Console(file=out, width=160)).exit_code == 0, out.getvalue()
     stored = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
     trials = optuna.load_study(study_name="remote", storage=stored).trials
-    assert_journal_matches_parquet(trials, table(folder, "trials"), OBJECTIVES)
-    assert len(trials) == 3
+    rows = table(folder, "trials")
+    assert_journal_matches_parquet(trials, rows, OBJECTIVES)
+    search_rows = [r for r in rows if r["role"] == "search"]
+    assert len(trials) == 3 and len(search_rows) == 3 and all(r["status"] == "completed" for r in search_rows)
     # each driver works on a copy under its own home and pushes it to the study in the storage: the
     # resumed one (whose home had none) began from the storage's copy and left it whole
     copies = [list((tmp_path / home / ".cache" / "mmc_sweep" / "journals").glob("*/optuna.journal")) for home in ("home1", "home2")]
     assert [len(c) for c in copies] == [1, 1], copies
     assert copies[1][0].read_bytes() == (folder / "optuna.journal").read_bytes()
     assert len(copies[1][0].read_bytes()) > len(copies[0][0].read_bytes())  # it went on from where the first stopped
+    # A trial resumed late (4+ of its epochs done before the stop) went on from its checkpoint, and its
+    # clock carried on: its final checkpoint's elapsed time exceeds the one before the stop (counting
+    # only the epochs after the restart would not), and its duration covers both. A trial whose
+    # training had ended before the stop landed trains nothing more: its clock is unchanged.
+    elapsed_after = {trial: state["elapsed_s"] for trial, state in trial_states(folder).items()}
+    late = [r for r in search_rows if r["start_epoch"] >= 4]  # at least the trial we waited for
+    assert any(r["start_epoch"] < STOP_EPOCHS for r in late), [r["start_epoch"] for r in search_rows]
+    for r in late:
+        trial_dir = next(d for d in elapsed_after if r["trial_id"] in d)
+        if r["start_epoch"] < STOP_EPOCHS:
+            assert elapsed_after[trial_dir] > elapsed_before[trial_dir], (elapsed_before[trial_dir], elapsed_after[trial_dir])
+        else:
+            assert elapsed_after[trial_dir] == elapsed_before[trial_dir]
+        assert r["duration_s"] >= elapsed_after[trial_dir]
 
 
-def test_any_optuna_storage_url(ray_cluster, tmp_path, seeded_store):
+def test_any_optuna_storage_url(ray_cluster, tmp_path, seeded_store, monkeypatch):
+    """Also: SIGTERM as the final compaction begins, Ctrl-C as the summary begins (each ends its run
+    cleanly; the results are whole; a resume ends the study)."""
     from mmc_sweep.study.definition.spec import load_study
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     spec = load_study(write_study(tmp_path, "in_db", baselines=[], search=search(num_samples=2)))
     store = seeded_store
-    outcome = run(spec, RunOptions(storage=str(store), address=ray_cluster.address, optuna_storage=url))
-    assert outcome.exit_code == 0
+    options = RunOptions(storage=str(store), address=ray_cluster.address, optuna_storage=url)
+    code, output = run_signalled(spec, options, "compaction:TERM", monkeypatch)
+    assert_stopped_cleanly(code, output, "compaction:TERM")
+    assert "results compacted" in output  # the compaction it interrupted finished first
     trials = optuna.load_study(study_name="in_db", storage=url).trials
     assert_journal_matches_parquet(trials, table(store / "in_db", "trials"), OBJECTIVES)
     assert not (store / "in_db" / "optuna.journal").exists()
-    _, options = load_resumable(str(store / "in_db"))
     # a resume without --optuna-storage finds the database again (remembered in the study)
+    _, options = load_resumable(str(store / "in_db"))
+    code, output = run_signalled(spec, options, "summary:INT", monkeypatch)
+    assert_stopped_cleanly(code, output, "summary:INT")
     assert run(spec, options).exit_code == 0
-    assert len(optuna.load_study(study_name="in_db", storage=url).trials) == 2
+    trials = optuna.load_study(study_name="in_db", storage=url).trials
+    assert len(trials) == 2
+    assert_journal_matches_parquet(trials, table(store / "in_db", "trials"), OBJECTIVES)
 
 
 def test_diverged_trials_fail_and_repeated_proposals_reuse_results(ray_cluster, tmp_path, seeded_store):

@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from ray.tune import ExperimentAnalysis
 
-from drivers import run_sampling_free_gpu
+from drivers import assert_stopped_cleanly, run_sampling_free_gpu, run_signalled
 from mmc_sweep.cli import main
 from mmc_sweep.config import spec_hash, stream_seed
+from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.definition.spec import load_study
 from study_files import TINY, write_study
 
@@ -130,7 +131,7 @@ def test_fractional_gpu_trials_run_at_once_and_reuse_base_models(first_study, tm
     _, store = first_study
     models_before = {p: p.stat().st_mtime_ns for p in (store / "models").rglob("*") if p.is_file()}
     spec_file = write_study(tmp_path, "gpu_quarters", baselines=[], resources={"cpu": 0.25, "gpu": 0.25},
-                            finetune={"epochs": 8})
+                            finetune={"epochs": 6})
     code, free_gpu = run_sampling_free_gpu(["run", str(spec_file), "--storage", str(store)])
     assert code == 0
     assert min(free_gpu) == pytest.approx(0.0)  # four 0.25-GPU trials held the one GPU at once
@@ -191,7 +192,15 @@ def grid_study(ray_cluster, tmp_path_factory):
                  align={"batches": 2, "batch_size": 64})
     spec_file = write_study(root, "grid", finetune={"method": "none"}, baselines=[], search=grid,
                             base={"seeds": [0, 1], "control_pair": True}, paths=paths)
-    code = main(["run", str(spec_file), "--storage", str(root / "store")])
+    # stopped twice on the way (Ctrl-C as the base models train, SIGTERM as the reference jobs begin)
+    # and resumed each time: the study's results are those of one uninterrupted run
+    store = root / "store"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        spec, options = load_study(spec_file), RunOptions(storage=str(store), address=ray_cluster.address)
+        for signal_at in ("base:INT", "reference:TERM"):
+            code, output = run_signalled(spec, options, signal_at, monkeypatch)
+            assert_stopped_cleanly(code, output, signal_at)
+    code = main(["resume", str(store / "grid"), "--address", ray_cluster.address])
     return code, root, spec_file
 
 

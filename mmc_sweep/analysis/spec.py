@@ -61,11 +61,6 @@ def baseline_methods(spec: dict[str, Any]) -> list[str]:
     return [str(b) for b in _as_list(spec.get("baselines") or [])]
 
 
-def search_method(spec: dict[str, Any]) -> str:
-    """The method the search tunes (``finetune.method``)."""
-    return str((spec.get("finetune") or {}).get("method", "cbft"))
-
-
 def control_pair(spec: dict[str, Any]) -> bool:
     """``base.control_pair``: the clean references of consecutive base seeds are measured as a pair."""
     return bool((spec.get("base") or {}).get("control_pair", False))

@@ -20,6 +20,8 @@ POINTS = {
     "kill_in_compaction": "a compacting process SIGKILLs itself at this step: staged, between (two-rename swap) or swapped",
     "worker_exit_epoch": "each fine-tuning trial's worker exits hard once, at the start of this epoch's report "
                          "(read on the driver and passed to the trials: workers may not share its environment)",
+    "signal_at": "the driver sends itself SIGINT or SIGTERM as a phase begins: PHASE:INT or PHASE:TERM, PHASE one of "
+                 "start (Ray up, nothing written), base, reference, search (a first epoch result), compaction, summary",
     "nan_metric": "each fine-tuning trial's final loss on this view (clean, cue, rand_cue or rand_img) is NaN "
                   "(read on the driver and passed to the trials)",
 }

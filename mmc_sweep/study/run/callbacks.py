@@ -16,7 +16,7 @@ from ray import tune
 from mmc_sweep.finetune import total_epochs
 from mmc_sweep.study.definition.spec import StudySpec
 from mmc_sweep.study.run.interrupt import INTERRUPTS
-from mmc_sweep.study.run.jobs import BASE, EXPERIMENT, SEARCH, group
+from mmc_sweep.study.run.jobs import BASE, EXPERIMENT, REFERENCE, SEARCH, group
 from mmc_sweep.study.run.trials import ROWS_KEY, params_row, search_settings
 from mmc_sweep.study.storage.artifacts import load_trial_state, trial_state_parts
 from mmc_sweep.study.storage.results import metadata_for, write_trial
@@ -27,6 +27,9 @@ def trial_key(trial) -> str:
     """The id a trial's rows carry: the job's id for reference trials, Tune's id for the search."""
     job = trial.config.get("job") or {}
     return job.get("trial_id") or trial.trial_id
+
+
+PHASE_OF_GROUP = {BASE: "base", REFERENCE: "reference", SEARCH: "search"}  # a trial's group: its signal_at phase
 
 
 class ResultsSink(tune.Callback):
@@ -44,7 +47,11 @@ class ResultsSink(tune.Callback):
         device = next((r.get("device") for r in payload.get("trials", []) if r.get("device")), "unknown")
         self.written.update(write_trial(self.store, self.spec.name, payload, metadata_for(self.spec.hash, device)))
 
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        INTERRUPTS.on_tune_step()  # a stop asked for before Tune listened
+
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        INTERRUPTS.fault_point(PHASE_OF_GROUP[group(trial.config)])
         if ROWS_KEY in result:
             self.write_payload(json.loads(result[ROWS_KEY]), trial.num_failures)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -46,8 +47,11 @@ def connect_ray(options: RunOptions) -> None:
 
     watchdog = threading.Timer(options.connect_timeout_s, give_up)
     watchdog.daemon = True
+    signals = None
     if address:  # starting a local Ray does not hang; joining a cluster can
         watchdog.start()
+        if threading.current_thread() is threading.main_thread():  # (the wakeup fd is the main thread's)
+            signals = _SignalsWhileJoining(held.original if held else sys.stderr.fileno())
     connected = False
     try:
         # "local": no address means a new local Ray, never a cluster found in /tmp/ray (that takes --address auto)
@@ -63,8 +67,34 @@ def connect_ray(options: RunOptions) -> None:
         raise InputError(f"--address {address}: could not connect to Ray: {first}{hint}") from None
     finally:
         watchdog.cancel()
+        if signals:
+            signals.close()
         if held:
             held.release(replay=connected)
+
+
+class _SignalsWhileJoining:
+    """Joining a cluster, ``ray.init`` can block inside C++ for half a minute (a head that accepts and never
+    answers), where no Python signal handler runs. Python's C-level handler still writes each signal's
+    number to the wakeup fd: a thread reading it ends the run at once on Ctrl-C or SIGTERM (nothing is
+    written before Ray is up), with the line and exit code a signal at start-up always gives."""
+
+    def __init__(self, out_fd: int) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._previous = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, args=(out_fd,), daemon=True).start()
+
+    def _watch(self, out_fd: int) -> None:
+        while data := os.read(self._read, 1):  # b"": closed, joining is over
+            if data[0] in (signal.SIGINT, signal.SIGTERM):
+                os.write(out_fd, b"interrupted while starting: nothing was written\n")
+                os._exit(128 + data[0])
+        os.close(self._read)
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self._previous)
+        os.close(self._write)
 
 
 class _StderrHeld:

@@ -17,29 +17,35 @@ from mmc_sweep.study.storage.store import Store
 
 def run(spec: StudySpec, options: RunOptions, console: Console | None = None) -> StudyOutcome:
     """Run (or continue) a study to the end. Ray and Optuna are imported here, not at start-up."""
-    from mmc_sweep.study.run.interrupt import INTERRUPTS
+    from mmc_sweep.study.run.interrupt import INTERRUPTS, StartUpInterrupted
     from mmc_sweep.study.run.stages import run_stages
-
-    console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap at 80
     from mmc_sweep.study.search.record import OptunaRecord
     from mmc_sweep.study.storage.compaction import recover_study
     from mmc_sweep.study.storage.lock import check_not_in_use, study_lock
 
+    console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap at 80
     store = Store.open(options.storage, options.filesystem)
     # a local or shared folder has one writer at a time; an object store has no lock (and no compaction)
     folder = None if store.local_root is None else store.local_root / spec.name
-    # every refusal that can be decided before anything is written is decided here, before Ray starts
-    check_study_name(store, spec)
-    if folder:
-        check_not_in_use(folder)
-    OptunaRecord.of(store, spec.name, options.optuna_storage).check_owner()
     seconds: dict[str, float] = {}
-    with timed(seconds, "ray_start"):
-        connect_ray(options)
-    check_fits_a_node(spec)  # needs the cluster; still nothing written
-    if not store.exists(spec.name, STUDY_FILE):
-        store.write_bytes(dump_study(spec).encode(), spec.name, STUDY_FILE)
-    with study_lock(folder) if folder else contextlib.nullcontext(), INTERRUPTS:  # Ctrl-C / SIGTERM: graceful, 130 / 143
-        if folder:
-            recover_study(folder)  # a compaction that died half-way is finished or undone
-        return run_stages(spec, store, options, console, seconds)
+    with INTERRUPTS:  # Ctrl-C / SIGTERM at any phase: 130 / 143 (interrupt.py)
+        try:
+            # every refusal that can be decided before anything is written is decided here, before Ray starts
+            check_study_name(store, spec)
+            if folder:
+                check_not_in_use(folder)
+            OptunaRecord.of(store, spec.name, options.optuna_storage).check_owner()
+            with timed(seconds, "ray_start"), INTERRUPTS.around_ray_start():
+                connect_ray(options)
+            INTERRUPTS.fault_point("start")
+            check_fits_a_node(spec)  # needs the cluster; still nothing written
+        except StartUpInterrupted:
+            console.print("interrupted while starting: nothing was written", markup=False, highlight=False)
+            return StudyOutcome(INTERRUPTS.exit_code, store.uri_of(spec.name), 0, 0, seconds)
+        INTERRUPTS.starting = False  # from here a signal stops the study gracefully
+        if not store.exists(spec.name, STUDY_FILE):
+            store.write_bytes(dump_study(spec).encode(), spec.name, STUDY_FILE)
+        with study_lock(folder) if folder else contextlib.nullcontext():
+            if folder:
+                recover_study(folder)  # a compaction that died half-way is finished or undone
+            return run_stages(spec, store, options, console, seconds)

@@ -79,7 +79,7 @@ def _snapshot_period_s() -> float:
 
 
 def _experiment(spec: StudySpec, store: Store, options: RunOptions, searcher: StudySearcher,
-                callbacks: list) -> tune.ResultGrid:
+                callbacks: list) -> tune.ResultGrid | None:
     """Restore the study's experiment when an earlier run left one, else start it; run it to the end."""
     storage, fs = store.tune_path(spec.name, "tune"), store.given_filesystem
     path = f"{storage}/{EXPERIMENT}"
@@ -103,6 +103,8 @@ def _experiment(spec: StudySpec, store: Store, options: RunOptions, searcher: St
         tune_config = tune.TuneConfig(search_alg=StudyGenerator(jobs), scheduler=_scheduler(spec), num_samples=-1,
                                       reuse_actors=True)  # -1: until StudyJobs says FINISHED
         tuner = tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+    if INTERRUPTS.received:  # stopped before the experiment began: nothing to run or save
+        return None
     INTERRUPTS.in_tune = True
     try:
         return tuner.fit()
@@ -181,6 +183,7 @@ def compact(store: Store, spec: StudySpec, console: Console) -> None:
     object store has no atomic rename, so it keeps its part files). A failure loses nothing."""
     if store.local_root is None:
         return
+    INTERRUPTS.fault_point("compaction")
     try:
         done = compact_study(store.local_root / spec.name)
     except OSError as err:
@@ -205,13 +208,18 @@ def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Cons
         return StudyOutcome(1, folder, 0, 0, seconds)
     with timed(seconds, "compaction"):
         compact(store, spec, console)
+    if INTERRUPTS.received:  # compaction finished (or was undone) first: the results are whole
+        return _interrupted(folder, console)
     rows = [r for r in read_trials(store, spec.name).to_pylist() if r["role"] == "search"]
     completed = sum(r["status"] == "completed" for r in rows)
     failed = sum(r["status"] == "failed" for r in rows)
     from mmc_sweep.study.run.report import print_summary
 
     with timed(seconds, "summary"):
+        INTERRUPTS.fault_point("summary")
         print_summary(spec, store, console)
+    if INTERRUPTS.received:
+        return _interrupted(folder, console)
     console.print(seconds_line(seconds), markup=False, highlight=False)
     code = 0 if reference_ok and completed > 0 else 1
     return StudyOutcome(code, folder, completed, failed, seconds)
