@@ -66,6 +66,54 @@ def lr_factor(schedule: str, total: int, steps_per_epoch: int, milestones: tuple
     raise ValueError(f"schedule: expected cosine, step or constant, got {schedule!r}")
 
 
+class PlainSGD(torch.optim.SGD):
+    """``torch.optim.SGD`` with its single-tensor update written out, so that training never imports
+    ``torch._dynamo``.
+
+    torch wraps ``SGD.step``, ``zero_grad`` and ``(load_)state_dict`` to turn its compiler off, and the
+    wrappers import ``torch._dynamo`` on their first call: 1.5 s at the start of every trial's worker on
+    2 cores, for a compiler mmc-sweep never uses. The arithmetic is torch's single-tensor SGD (the one
+    it runs on the CPU), op for op; the state (``momentum_buffer`` per parameter) and the state_dict
+    format are torch's, so a checkpoint of either optimizer loads into the other. On a GPU, torch's
+    default would fuse the update across parameters; these models have a few dozen tensors.
+    """
+
+    @torch.no_grad()
+    def step(self, closure=None) -> None:  # noqa: D102
+        if closure is not None:
+            raise ValueError("PlainSGD.step takes no closure")
+        for group in self.param_groups:
+            lr, weight_decay, momentum = group["lr"], group["weight_decay"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad if weight_decay == 0 else p.grad.add(p, alpha=weight_decay)
+                if momentum != 0:
+                    state = self.state[p]
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = state["momentum_buffer"] = grad.detach().clone()
+                    else:
+                        buf.mul_(momentum).add_(grad, alpha=1 - group["dampening"])
+                    grad = grad.add(buf, alpha=momentum) if group["nesterov"] else buf
+                p.add_(grad, alpha=-lr)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    # the base class's implementations, under torch's compiler-off wrappers (functools.wraps keeps them)
+    def add_param_group(self, param_group: dict) -> None:
+        torch.optim.Optimizer.add_param_group.__wrapped__(self, param_group)
+
+    def state_dict(self) -> dict:
+        return torch.optim.Optimizer.state_dict.__wrapped__(self)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        torch.optim.Optimizer.load_state_dict.__wrapped__(self, state_dict)
+
+
 def _optimizer_step(optimizer: torch.optim.Optimizer, stage: Stage) -> torch.Tensor:
     """One optimizer step on ``stage``'s loss (its lr scale for this step only); the detached loss."""
     loss, lr_scale = stage if isinstance(stage, tuple) else (stage, 1.0)
@@ -112,7 +160,7 @@ def fit(
     continues after the epoch it was taken at. A non-finite epoch loss raises :class:`DivergedError`.
     """
     params = [p for p in params if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov and momentum > 0)
+    optimizer = PlainSGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov and momentum > 0)
     steps_per_epoch = max(1, math.ceil(len(data) / batch_size))
     factor = lr_factor(schedule, epochs * steps_per_epoch, steps_per_epoch, milestones, gamma)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
