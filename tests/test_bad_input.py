@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import write_tiny_fashion_mnist
 from study_files import TINY, search, space, write_study, write_text
 
 
@@ -42,7 +43,7 @@ def _cifar_roots(base: Path, good_root: str) -> dict[str, str]:
     roots = {"good": good_root, "missing": str(base / "no_such_root")}
     (base / "root_file").write_text("not a folder")
     roots["file"] = str(base / "root_file")
-    for name in ("garbage", "shape", "folder", "labels"):
+    for name in ("garbage", "shape", "folder", "labels", "truncated"):
         root = base / f"cifar_{name}"
         shutil.copytree(Path(good_root) / "cifar-10-batches-py", root / "cifar-10-batches-py")
         roots[name] = str(root)
@@ -55,7 +56,19 @@ def _cifar_roots(base: Path, good_root: str) -> dict[str, str]:
     folder.mkdir()  # a folder where a batch file should be: unreadable as a file
     with open(Path(roots["labels"]) / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
         pickle.dump({"data": np.zeros((6, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3, 4, 10]}, f)
+    _cut_in_half(Path(roots["truncated"]) / "cifar-10-batches-py" / "data_batch_4")  # a copy that stopped half-way
+    # the Dominoes' FashionMNIST idx files beside the good CIFAR-10 batches: one cut short, one of another format
+    for name, damage in (("fashion_truncated", _cut_in_half), ("fashion_foreign", lambda p: p.write_bytes(b"PK\x03\x04zip"))):
+        root = base / name
+        shutil.copytree(Path(good_root) / "cifar-10-batches-py", root / "cifar-10-batches-py")
+        write_tiny_fashion_mnist(root)
+        damage(root / "FashionMNIST" / "raw" / ("t10k-images-idx3-ubyte" if name == "fashion_truncated" else "train-labels-idx1-ubyte"))
+        roots[name] = str(root)
     return roots
+
+
+def _cut_in_half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def _existing_study(storage: Path, name: str = "clash") -> Path:
@@ -204,6 +217,13 @@ def build_corpus(tmp: Path, cifar_root: str) -> list[Case]:
     study_case("cifar_not_a_batch", ["data.root:", "data_batch_3 is not a CIFAR python-version batch"], **cifar(roots["garbage"]))
     study_case("cifar_batch_shape", ["data.root:", "data_batch_2 holds data of shape (6, 100)"], **cifar(roots["shape"]))
     study_case("cifar_batch_unreadable", ["data.root: expected the file", "test_batch", "a folder"], **cifar(roots["folder"]))
+    study_case("cifar_truncated_batch", ["data.root:", "data_batch_4 is not a CIFAR python-version batch"],
+               **cifar(roots["truncated"]))
+    dominoes = {"dataset": "cifar10_dominoes", "cue": "dominoes"}
+    study_case("fashion_truncated", ["data.root:", "t10k-images-idx3-ubyte", "is not a FashionMNIST idx file"],
+               **cifar(roots["fashion_truncated"], **dominoes))
+    study_case("fashion_foreign", ["data.root:", "train-images-idx3-ubyte (or its labels file) is not a FashionMNIST idx file"],
+               **cifar(roots["fashion_foreign"], **dominoes))
     study_case("cifar_labels_out_of_range", ["data.root: expected labels in [0, 10)", "data_batch_1"], **cifar(roots["labels"]))
     # resources and retries in the file
     study_case("zero_cpus", ["resources.cpu: expected a number > 0"], resources={"cpu": 0})

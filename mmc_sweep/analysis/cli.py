@@ -83,9 +83,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_compare)
 
 
+def _load(folder: str):
+    """The study, each damaged results file named on stderr in one line (the rest is read)."""
+    study = load_study(folder)
+    for path in study.unreadable:
+        print(f"warning: {path}: not a readable Parquet file; skipped (restore it, or move it out of the study)",
+              file=sys.stderr)
+    return study
+
+
 def cmd_analyze(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    study = load_study(args.study_dir)
+    study = _load(args.study_dir)
     sections = render.SECTIONS if args.section == "all" else (args.section,)
     report = analyze_report(study, args.top, args.tolerance, importance=args.importance and "importance" in sections)
     lines = render.status_lines(report["summary"])
@@ -100,7 +109,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from mmc_sweep.analysis.figures import Size  # matplotlib only when plotting
     from mmc_sweep.analysis.plots import make_figures
 
-    study = load_study(args.study_dir)
+    study = _load(args.study_dir)
     for line in render.status_lines(summary(study, args.tolerance)):
         print(line)
     if study.trials.empty:
@@ -119,7 +128,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if len(args.study_dirs) < 2:
         raise InputError(f"compare: expected two or more study folders, got {len(args.study_dirs)}")
-    studies = [load_study(d) for d in args.study_dirs]
+    studies = [_load(d) for d in args.study_dirs]
     report = compare_report(studies, args.tolerance)
     lines = [f"{s['label']}: {s['trials_missing']} trial(s) still missing"
              for s in report["studies"] if s["trials_missing"]]

@@ -143,6 +143,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_compact(args: argparse.Namespace) -> int:
     from mmc_sweep.study.storage.compaction import compact_study
     from mmc_sweep.study.storage.lock import study_lock
+    from mmc_sweep.study.storage.results import check_results_readable
+    from mmc_sweep.study.storage.store import Store
 
     if "://" in args.study_dir:
         raise InputError(f"{args.study_dir}: compaction needs a local or mounted folder (an object store has no "
@@ -150,6 +152,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     folder = Path(args.study_dir).expanduser().resolve()
     if not (folder / "study.yaml").is_file():
         raise InputError(f"{args.study_dir}: not a study folder (no study.yaml)")
+    check_results_readable(Store.open(str(folder.parent)), folder.name)  # never merges a damaged file away
     with study_lock(folder):
         done = compact_study(folder)
     console = Console()
@@ -170,10 +173,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from mmc_sweep.study.definition.folder import load_resumable
     from mmc_sweep.study.run.jobs import EXPERIMENT, study_status
+    from mmc_sweep.study.storage.results import check_results_readable
     from mmc_sweep.study.storage.store import Store
 
     spec, options = load_resumable(args.study_dir)
     store = Store.open(options.storage)
+    check_results_readable(store, spec.name)
     parts = study_status(spec, store)
     on_disk = store.exists(spec.name, "tune", EXPERIMENT)
     if args.format == "json":

@@ -22,6 +22,7 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
     from mmc_sweep.study.search.record import OptunaRecord
     from mmc_sweep.study.storage.compaction import recover_study
     from mmc_sweep.study.storage.lock import check_not_in_use, study_lock
+    from mmc_sweep.study.storage.results import check_results_readable
 
     console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap at 80
     store = Store.open(options.storage, options.filesystem)
@@ -34,6 +35,7 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
             check_study_name(store, spec)
             if folder:
                 check_not_in_use(folder)
+            check_results_readable(store, spec.name)  # a resume never builds on a damaged results file
             OptunaRecord.of(store, spec.name, options.optuna_storage).check_owner()
             with timed(seconds, "ray_start"), INTERRUPTS.around_ray_start():
                 connect_ray(options)

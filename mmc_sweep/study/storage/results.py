@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from mmc_sweep.config import (BARRIER_TYPES, INVARIANCE_METRICS, PATH_KINDS, PATH_NAMES, VIEWS, FinetuneSpec,
                               barrier_metric)
+from mmc_sweep.errors import InputError
 from mmc_sweep.results_layout import is_compacted, is_visible_parquet, live_folder, trial_ids_in
 from mmc_sweep.study.faults import kill_if
 from mmc_sweep.study.storage.store import Store, to_buffer
@@ -147,8 +148,31 @@ def finished_trials(store: Store, study: str) -> set[str]:
     return {trial_id for name in names for trial_id in _trial_ids(store, folder, name)}
 
 
+def _damaged(store: Store, path: str, err: Exception) -> InputError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    where = path if store.local_root is not None else f"{store.uri} : {path}"
+    return InputError(f"{where}: not a readable Parquet file ({first}); mmc-sweep will not build on it: "
+                      "restore it, or move it out of the study folder (its trial then counts as missing)")
+
+
+def check_results_readable(store: Store, study: str) -> None:
+    """Every results file of ``study`` has a readable Parquet footer; an :class:`InputError` names the
+    first that has not (a run, ``compact`` and ``status`` ask before they read or merge anything)."""
+    for table in TABLES:
+        folder, names = _table_files(store, study, table)
+        for name in names:
+            try:
+                with store.fs.open_input_file(f"{folder}/{name}") as f:
+                    pq.read_metadata(f)
+            except (OSError, pa.ArrowException) as err:
+                raise _damaged(store, f"{folder}/{name}", err) from None
+
+
 def _read_table(store: Store, folder: str, name: str, trial_ids: list[str] | None = None) -> pa.Table:
-    table = pq.read_table(store.fs.open_input_file(f"{folder}/{name}"))
+    try:
+        table = pq.read_table(store.fs.open_input_file(f"{folder}/{name}"))
+    except (OSError, pa.ArrowException) as err:  # a damage the footer did not show
+        raise _damaged(store, f"{folder}/{name}", err) from None
     if trial_ids is not None:
         table = table.filter(pc.is_in(table.column("trial_id"), pa.array(trial_ids, pa.string())))
     return table
