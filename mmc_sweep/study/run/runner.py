@@ -33,9 +33,9 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
         try:
             # every refusal that can be decided before anything is written is decided here, before Ray starts
             check_study_name(store, spec)
-            if folder:
+            if folder:  # (an object store is not probed: thousands of part files, a request each)
                 check_not_in_use(folder)
-            check_results_readable(store, spec.name)  # a resume never builds on a damaged results file
+                check_results_readable(store, spec.name)  # a resume never builds on a damaged results file
             OptunaRecord.of(store, spec.name, options.optuna_storage).check_owner()
             with timed(seconds, "ray_start"), INTERRUPTS.around_ray_start():
                 connect_ray(options)
