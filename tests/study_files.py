@@ -1,6 +1,7 @@
 """Tiny study files for the harness tests: seconds per trial on 2 CPU cores."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import yaml
@@ -58,3 +59,8 @@ def write_text(folder: Path, name: str, text: str | bytes) -> Path:
     path = folder / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     return path
+
+
+def file_digests(*folders: Path) -> dict[str, str]:
+    """sha256 of every file under ``folders``, by path: equal only if nothing was added, removed or rewritten."""
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in sorted(f.rglob("*")) if p.is_file()}

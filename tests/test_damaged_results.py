@@ -3,22 +3,16 @@ name it in one line and read the rest; what would build on the results refuses i
 and changes nothing."""
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 from analysis_fixtures import write_kinds_study
 from mmc_sweep.cli import main
-
-
-def _contents(folder: Path) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+from study_files import file_digests
 
 
 def test_a_damaged_results_file_is_named_in_one_line_and_never_built_on(tmp_path, capsys):
     study, other = write_kinds_study(tmp_path / "a"), write_kinds_study(tmp_path / "b", "other")
     damaged = study / "results" / "trials" / "cbft_2.parquet"
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
-    before = _contents(study)
+    before = file_digests(study)
     warning = f"warning: {damaged}: not a readable Parquet file; skipped (restore it, or move it out of the study)"
     # the readers: every other trial read, the damaged file named once
     plot = ["plot", str(study), "--out", str(tmp_path / "figures"), "--no-importance"]
@@ -32,4 +26,4 @@ def test_a_damaged_results_file_is_named_in_one_line_and_never_built_on(tmp_path
         assert main(argv) == 2, argv
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {damaged}: not a readable Parquet file"), (argv, lines)
-    assert _contents(study) == before
+    assert file_digests(study) == before

@@ -1,7 +1,6 @@
 """Studies end to end on a real local Ray cluster (two nodes), with real Parquet results."""
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pyarrow.dataset as ds
@@ -14,7 +13,7 @@ from mmc_sweep.cli import main
 from mmc_sweep.config import spec_hash, stream_seed
 from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.definition.spec import load_study
-from study_files import TINY, write_study
+from study_files import TINY, file_digests, write_study
 
 VIEWS = ("clean", "cue", "rand_cue", "rand_img")
 
@@ -109,21 +108,16 @@ def test_trials_landed_on_both_nodes(first_study):
     assert len(nodes) == 2, [(r["trial_id"], r["node"], r["finished_at"], r["duration_s"]) for r in rows]
 
 
-def _contents(*folders) -> dict[str, str]:
-    """sha256 of every file under ``folders``, by path: equal only if nothing was added, removed or rewritten."""
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in sorted(f.rglob("*")) if p.is_file()}
-
-
 def test_rerunning_a_finished_study_changes_nothing(first_study, tmp_path_factory):
     code, store = first_study
     folder = store / "first"
-    before = _contents(folder / "results", store / "models")
+    before = file_digests(folder / "results", store / "models")
     journal = (folder / "optuna.journal").read_bytes()
     spec_file = tmp_path_factory.mktemp("again") / "first.yaml"
     spec_file.write_text((folder / "study.yaml").read_text())
     assert main(["run", str(spec_file), "--storage", str(store)]) == 0
     # no row, part file, model or Optuna record added or rewritten: no trial ran again
-    assert _contents(folder / "results", store / "models") == before
+    assert file_digests(folder / "results", store / "models") == before
     assert (folder / "optuna.journal").read_bytes() == journal
 
 

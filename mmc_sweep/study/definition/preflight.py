@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from mmc_sweep.errors import InputError
+from mmc_sweep.errors import InputError, first_line
 from mmc_sweep.study.definition.folder import check_study_name
 from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.definition.spec import StudySpec, n_clean_bounds
@@ -65,8 +65,8 @@ def _check_uri_storage(storage: str) -> None:
         fs, root = pafs.FileSystem.from_uri(storage)
         is_file = fs.get_file_info(root).type == pafs.FileType.File
     except Exception as err:  # unknown scheme, bad bucket name, no credentials: pyarrow says which
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(f"--storage: expected a folder or a pyarrow.fs URI (file://, s3://, gs://, ...), got {storage!r} ({first})") from None
+        raise InputError(f"--storage: expected a folder or a pyarrow.fs URI (file://, s3://, gs://, ...), got {storage!r} "
+                         f"({first_line(err)})") from None
     if is_file:
         raise InputError(f"--storage: expected a folder, got {storage!r} (a file)")
 

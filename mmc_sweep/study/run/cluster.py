@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 
-from mmc_sweep.errors import InputError
+from mmc_sweep.errors import InputError, first_line
 from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.definition.spec import StudySpec
 
@@ -59,12 +59,11 @@ def connect_ray(options: RunOptions) -> None:
                  logging_level=logging.INFO if options.verbose else logging.ERROR)
         connected = True
     except (ConnectionError, RuntimeError, ValueError, getattr(ray.exceptions, "AuthenticationError", ConnectionError)) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         # Ray 2.60 sends its token to a cluster named by address only with RAY_AUTH_MODE=token
         hint = "" if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else (
             "; a cluster with token authentication needs RAY_AUTH_MODE=token and its token "
             "(README: Running on a Ray cluster)")
-        raise InputError(f"--address {address}: could not connect to Ray: {first}{hint}") from None
+        raise InputError(f"--address {address}: could not connect to Ray: {first_line(err)}{hint}") from None
     finally:
         watchdog.cancel()
         if signals:

@@ -23,7 +23,7 @@ from ray.tune.search import SearchGenerator, Searcher
 from mmc_sweep.study.definition.spec import StudySpec
 from mmc_sweep.study.search.searcher import StudySearcher, grid_size
 from mmc_sweep.study.storage.artifacts import has_base
-from mmc_sweep.study.storage.results import finished_trials, read_trials
+from mmc_sweep.study.storage.results import read_trials
 from mmc_sweep.study.storage.store import Store
 
 EXPERIMENT = "study"  # the Tune experiment: <study>/tune/study; trial states: <study>/trial_states/study/
@@ -117,11 +117,12 @@ class StudyJobs(Searcher):
         """What is left to run, from the store and the trials still live (Tune resumes those)."""
         live_jobs = [job for job in self.live.values() if job is not None]
         self.base = [j for j in base_jobs(self.spec) if j not in live_jobs and not has_base(self.store, base_model_key(self.spec, j))]
-        done = finished_trials(self.store, self.spec.name)
+        rows = read_trials(self.store, self.spec.name).to_pylist()  # once: the written trials, every role
+        done = {r["trial_id"] for r in rows}
         self.reference = [j for j in reference_jobs(self.spec) if j not in live_jobs and j["trial_id"] not in done]
-        rows = {r["trial_id"] for r in read_trials(self.store, self.spec.name).to_pylist() if r["role"] == "search"}
+        searched = {r["trial_id"] for r in rows if r["role"] == "search"}
         live_search = {trial_id for trial_id, job in self.live.items() if job is None}
-        self.search_left = search_samples(self.spec) - len(rows | live_search)
+        self.search_left = search_samples(self.spec) - len(searched | live_search)
         self.base_failed = False
         BaseClock.ended = None if self.base or self._running(BASE) else time.perf_counter()
 

@@ -23,7 +23,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from mmc_sweep.errors import InputError
+from mmc_sweep.errors import InputError, first_line
 from mmc_sweep.study.definition.preflight import hide_password
 from mmc_sweep.study.storage.store import Store
 
@@ -104,7 +104,7 @@ class OptunaRecord:
             return
         except Exception as err:  # a database that refuses the connection
             raise InputError(f"--optuna-storage {hide_password(self.url)}: cannot open the Optuna storage: "
-                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+                             f"{first_line(err)}") from None
         if owner is not None and owner != self.store.uri_of(self.study):
             raise self._owned_by(owner)
 
@@ -122,7 +122,7 @@ class OptunaRecord:
                 study = optuna.create_study(study_name=self.study, storage=storage, sampler=sampler, directions=directions)
         except Exception as err:  # a database that refuses the connection, a corrupt journal
             raise InputError(f"--optuna-storage {hide_password(self.url or str(self.local_journal))}: cannot open the Optuna study: "
-                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+                             f"{first_line(err)}") from None
         owner = study.user_attrs.get(STUDY_URI)
         if owner is None:
             study.set_user_attr(STUDY_URI, self.store.uri_of(self.study))

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from mmc_sweep.config import (BARRIER_TYPES, INVARIANCE_METRICS, PATH_KINDS, PATH_NAMES, VIEWS, FinetuneSpec,
                               barrier_metric)
-from mmc_sweep.errors import InputError
+from mmc_sweep.errors import InputError, first_line
 from mmc_sweep.results_layout import is_compacted, is_visible_parquet, live_folder, trial_ids_in
 from mmc_sweep.study.faults import kill_if
 from mmc_sweep.study.storage.store import Store, to_buffer
@@ -149,9 +149,8 @@ def finished_trials(store: Store, study: str) -> set[str]:
 
 
 def _damaged(store: Store, path: str, err: Exception) -> InputError:
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
     where = path if store.local_root is not None else f"{store.uri} : {path}"
-    return InputError(f"{where}: not a readable Parquet file ({first}); mmc-sweep will not build on it: "
+    return InputError(f"{where}: not a readable Parquet file ({first_line(err)}); mmc-sweep will not build on it: "
                       "restore it, or move it out of the study folder (its trial then counts as missing)")
 
 
