@@ -110,9 +110,10 @@ def ray_cluster():
     Two nodes let a study's trials land on both; ``num_gpus=1`` lets four 0.25-GPU trials schedule
     on a CPU machine (torch still sees no CUDA, so they compute on the CPU).
     """
-    import os
+    from object_store import FAKE_CREDENTIALS
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.update(FAKE_CREDENTIALS)  # the workers of a study on the tests' S3 server need them
     import ray
     from ray.cluster_utils import Cluster
 

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import optuna
 import pyarrow.dataset as ds
@@ -126,11 +127,15 @@ def in_tune_snapshot(folder: Path) -> str:
 
 
 def wait_for_running_trial(proc: subprocess.Popen, folder: Path, min_checkpoint: int, log: Path,
-                           finished_before: int = 0, timeout_s: float = 240, in_snapshot: bool = False) -> None:
+                           finished_before: int = 0, timeout_s: float = 240, in_snapshot: bool = False,
+                           refresh: Callable[[], object] | None = None) -> None:
     """Until ``finished_before`` search trials are written and one that is not has written checkpoint
-    ``min_checkpoint`` or later (and, with ``in_snapshot``, is in Tune's experiment snapshot on disk)."""
+    ``min_checkpoint`` or later (and, with ``in_snapshot``, is in Tune's experiment snapshot on disk).
+    ``refresh``: brings ``folder`` up to date first (a local copy of a study in an object store)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and proc.poll() is None:
+        if refresh is not None:
+            refresh()
         finished = search_results(folder)
         running = [name for name, k in latest_checkpoints(folder).items()
                    if k >= min_checkpoint and not any(t in name for t in finished)]

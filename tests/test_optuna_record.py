@@ -1,97 +1,109 @@
-"""Where Optuna's record lives (journal in the study, also on non-local storage; any Optuna storage
+"""Where Optuna's record lives (journal in the study, also in an object store; any Optuna storage
 URL), diverged trials, and proposals that repeat a finished trial."""
 from __future__ import annotations
 
-import io
+import json
 import os
 import signal
-import subprocess
-import sys
+from pathlib import Path
 
 import optuna
-import pyarrow.fs as pafs
+import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
-from rich.console import Console
 
-from drivers import (REPO, assert_journal_matches_parquet, assert_stopped_cleanly, run_signalled, search_results, table,
-                     trial_states, wait_for_running_trial)
+from drivers import (assert_journal_matches_parquet, assert_stopped_cleanly, driver, journal_trials, run_signalled,
+                     search_results, table, trial_states, wait_for_running_trial)
+from mmc_sweep.cli import main
 from mmc_sweep.study import faults
 from mmc_sweep.study.definition.folder import load_resumable
 from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.run.runner import run
+from object_store import start_s3_server
 from study_files import search, write_study
 
 OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
-
-
-def _uri_driver(bucket, study_file: str, address: str, home, log) -> subprocess.Popen:
-    """A fresh driver process whose home (so its local journal cache) is ``home``: another machine."""
-    env = {**os.environ, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, str(REPO / "tests" / "uri_driver.py"), str(bucket), study_file, address],
-                            cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-
-
 STOP_EPOCHS = 16  # stopped after a trial's 4th epoch: Tune's stop lands epochs later, the trial must still be training
 
 
-def test_a_study_stopped_on_one_machine_resumes_on_another_from_non_local_storage(ray_cluster, tmp_path, seeded_store,
-                                                                                  monkeypatch):
-    """Stopped by SIGTERM (as a scheduler stops a job) late in a search trial, on one machine; resumed
-    on another. Exit 143; the stopped trials stay RUNNING (never FAIL) and `status` counts what is left;
-    the journal travels in the storage; a trial stopped late goes on from its checkpoint, its clock
-    too. NSGA-II, the quickstart's sampler, through Tune's snapshot and a resume (TPE:
-    test_study_resume; random: first_study; grid: test_study_run)."""
+@pytest.fixture
+def s3(tmp_path):
+    """A real S3-protocol server (moto) on 127.0.0.1 with a bucket ``bucket``, for one test."""
+    proc, server = start_s3_server(tmp_path / "s3.log", "bucket")
+    yield server
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_a_study_in_an_object_store_stopped_on_one_machine_resumes_on_another(ray_cluster, tmp_path, seeded_store, s3,
+                                                                              capsys):
+    """A study at ``s3://bucket/studies?endpoint_override=…`` on a real S3 endpoint: results,
+    checkpoints, Tune's experiment and the journal in the bucket. Stopped by SIGTERM (as a scheduler
+    stops a job) late in a search trial; resumed by a fresh driver process on another machine (another
+    home: no local copy of the journal) from the URI; read back with `status` and `analyze` from the
+    URI. Exit 143; the stopped trials stay RUNNING (never FAIL) and `status` counts what is left; a
+    trial stopped late goes on from its checkpoint, its clock too. NSGA-II, the quickstart's sampler,
+    through Tune's snapshot and a resume (TPE: test_study_resume; random: first_study; grid:
+    test_study_run)."""
+    from mmc_sweep.study.definition.folder import load_resumable
     from mmc_sweep.study.run.jobs import study_status
     from mmc_sweep.study.storage.store import Store
 
-    bucket = tmp_path / "bucket"
-    bucket.mkdir()
-    seeded_store.rename(bucket / "studies")  # the storage root in the bucket, with the TINY base models
+    s3.upload(seeded_store / "models", "bucket/studies/models")  # the TINY base models, in the bucket
+    storage, study = s3.uri("bucket/studies"), s3.uri("bucket/studies/remote")
     spec = write_study(tmp_path, "remote", finetune={"epochs": STOP_EPOCHS}, baselines=[],
                        search=search(num_samples=3, max_concurrent=2, sampler="nsga2"))
-    folder = bucket / "studies" / "remote"
+    mirror = tmp_path / "mirror"  # what the bucket holds, copied here to be looked at
+
+    def refresh(*folders: str) -> None:
+        for folder in folders or ("",):
+            s3.download("/".join(filter(None, ("bucket/studies/remote", folder))), mirror / folder)
+
     log = tmp_path / "run.log"
-    first = _uri_driver(bucket, str(spec), ray_cluster.address, tmp_path / "home1", log)
-    wait_for_running_trial(first, folder, 3, log, finished_before=1)
+    first = driver(["run", str(spec), "--storage", storage, "--address", ray_cluster.address], log,
+                   HOME=str(tmp_path / "home1"))
+    wait_for_running_trial(first, mirror, 3, log, finished_before=1,
+                           refresh=lambda: refresh("results/trials", "trial_states/study"))  # what it looks at
     os.kill(first.pid, signal.SIGTERM)
     assert first.wait(timeout=120) == 143, log.read_text()
     assert "resume" in log.read_text() and "Traceback" not in log.read_text()
-    stored = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
-    states = [t.state for t in optuna.load_study(study_name="remote", storage=stored).trials]
+    refresh()
+    states = [t.state for t in journal_trials(mirror, "remote")]
     assert TrialState.COMPLETE in states and TrialState.RUNNING in states and TrialState.FAIL not in states, states
-    before = search_results(folder)
+    before = search_results(mirror)
     assert 1 <= len(before) < 3
-    fs = pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem())
-    spec_resumed, options = load_resumable("studies/remote", filesystem=fs)
-    search_part = next(p for p in study_status(spec_resumed, Store.open("studies", fs)) if p["part"] == "search")
+    assert main(["status", study, "--format", "json"]) == 0
+    (search_part,) = [p for p in json.loads(capsys.readouterr().out)["parts"] if p["part"] == "search"]
     assert (search_part["completed"], search_part["expected"], search_part["missing"]) == (len(before), 3, 3 - len(before))
-    elapsed_before = {trial: state["elapsed_s"] for trial, state in trial_states(folder).items()}
+    # the Python API's form: a path on a pyarrow.fs file system the caller built
+    spec_resumed, options = load_resumable("bucket/studies/remote", filesystem=s3.fs)
+    assert next(p for p in study_status(spec_resumed, Store.open(options.storage, options.filesystem))
+                if p["part"] == "search") == search_part
+    elapsed_before = {trial: state["elapsed_s"] for trial, state in trial_states(mirror).items()}
 
-    # resumed here, as on another machine: another home, so no local copy of the journal
-    monkeypatch.setenv("HOME", str(tmp_path / "home2"))
-    options = RunOptions(storage=options.storage, filesystem=fs, address=ray_cluster.address)
-    out = io.StringIO()
-    assert run(spec_resumed, options, Console(file=out, width=160)).exit_code == 0, out.getvalue()
-    stored = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
-    trials = optuna.load_study(study_name="remote", storage=stored).trials
-    rows = table(folder, "trials")
+    # resumed by a new driver process, as on another machine: another home, so no local copy of the journal
+    second = driver(["resume", study, "--address", ray_cluster.address], tmp_path / "resume.log",
+                    HOME=str(tmp_path / "home2"))
+    assert second.wait(timeout=240) == 0, (tmp_path / "resume.log").read_text()
+    refresh()
+    trials = journal_trials(mirror, "remote")
+    rows = table(mirror, "trials")
     assert_journal_matches_parquet(trials, rows, OBJECTIVES)
     search_rows = [r for r in rows if r["role"] == "search"]
     assert len(trials) == 3 and len(search_rows) == 3 and all(r["status"] == "completed" for r in search_rows)
-    # each driver works on a copy under its own home and pushes it to the study in the storage: the
-    # resumed one (whose home had none) began from the storage's copy and left it whole
+    # each driver works on a copy under its own home and pushes it to the study in the bucket: the
+    # resumed one (whose home had none) began from the bucket's copy and left it whole
     copies = [list((tmp_path / home / ".cache" / "mmc_sweep" / "journals").glob("*/optuna.journal")) for home in ("home1", "home2")]
     assert [len(c) for c in copies] == [1, 1], copies
-    assert copies[1][0].read_bytes() == (folder / "optuna.journal").read_bytes()
+    assert copies[1][0].read_bytes() == (mirror / "optuna.journal").read_bytes()
     assert len(copies[1][0].read_bytes()) > len(copies[0][0].read_bytes())  # it went on from where the first stopped
     # A trial stopped mid-way went on from its checkpoint (the last one Tune had registered: it lags
     # the epoch states on disk), and its clock carried on: its final checkpoint's elapsed time exceeds
     # the one before the stop (counting only the epochs after the restart would not), and its duration
     # covers both. A trial whose training had ended before the stop landed trains nothing more: its
     # clock is unchanged.
-    elapsed_after = {trial: state["elapsed_s"] for trial, state in trial_states(folder).items()}
+    elapsed_after = {trial: state["elapsed_s"] for trial, state in trial_states(mirror).items()}
     resumed = [r for r in search_rows if r["start_epoch"] > 0]
     assert any(r["start_epoch"] < STOP_EPOCHS for r in resumed), [r["start_epoch"] for r in search_rows]
     for r in resumed:
@@ -101,6 +113,10 @@ def test_a_study_stopped_on_one_machine_resumes_on_another_from_non_local_storag
         else:
             assert elapsed_after[trial_dir] == elapsed_before[trial_dir]
         assert r["duration_s"] >= elapsed_after[trial_dir]
+    # the analysis reads the study from the URI
+    assert main(["analyze", study, "--format", "json", "--section", "summary"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert (summary["folder"], summary["search_finished"], summary["trials_completed"]) == (study, 3, len(rows))
 
 
 def test_any_optuna_storage_url(ray_cluster, tmp_path, seeded_store, monkeypatch):

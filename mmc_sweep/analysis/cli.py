@@ -6,12 +6,14 @@ Handlers return the exit code: 0 for a report (an empty study included); bad inp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import tempfile
 from pathlib import Path
 from typing import TextIO
 
 from mmc_sweep.analysis import render
-from mmc_sweep.analysis.load import load_study
+from mmc_sweep.analysis.load import fetch_study, load_study
 from mmc_sweep.analysis.report import analyze_report, compare_report
 from mmc_sweep.analysis.tables import DEFAULT_TOLERANCE_PP, DEFAULT_TOP, summary
 from mmc_sweep.errors import InputError
@@ -51,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Read a study's Parquet results (running, interrupted or finished) and print "
                                    "its summary, the paper's method table, the Pareto front and which parameters "
                                    "mattered.")
-    p.add_argument("study_dir", metavar="STUDY_DIR", help="study folder (the one holding study.yaml)")
+    p.add_argument("study_dir", metavar="STUDY_DIR", help="study folder (the one holding study.yaml), or its URI (s3://…)")
     _add_common(p)
     p.add_argument("--top", type=_positive_int, default=DEFAULT_TOP, metavar="K",
                    help=f"best search trials shown in the method table (default {DEFAULT_TOP})")
@@ -63,8 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("plot", help="PNG figures: connectivity paths, Pareto scatter, history, importances",
                        description="Write the study's figures as PNG files and list them.")
-    p.add_argument("study_dir", metavar="STUDY_DIR", help="study folder (the one holding study.yaml)")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default STUDY_DIR/figures)")
+    p.add_argument("study_dir", metavar="STUDY_DIR", help="study folder (the one holding study.yaml), or its URI (s3://…)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default STUDY_DIR/figures; NAME-figures here for a study at a URI)")
     p.add_argument("--trial", dest="trials", nargs="+", action="extend", default=None, metavar="ID",
                    help="trials whose paths to draw (default: the best search trial and each baseline)")
     p.add_argument("--width", type=_positive_int, default=1200, help="figure width, pixels (default 1200)")
@@ -78,20 +80,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="method tables of several studies side by side, with differences",
                        description="Align the method tables of two or more studies by method and show each "
                                    "study's values and its difference from the first study.")
-    p.add_argument("study_dirs", metavar="STUDY_DIR", nargs="+", help="two or more study folders")
+    p.add_argument("study_dirs", metavar="STUDY_DIR", nargs="+", help="two or more study folders (or URIs)")
     _add_common(p)
     p.set_defaults(func=cmd_compare)
 
 
+_COPIES = contextlib.ExitStack()  # local copies of studies at URIs, removed when the command ends
+
+
 def _load(folder: str):
-    """The study, each damaged results file named on stderr in one line (the rest is read)."""
-    study = load_study(folder)
+    """The study (one at a URI through a local copy), each damaged results file named on stderr in one
+    line (the rest is read)."""
+    local = folder
+    if "://" in folder:
+        local = fetch_study(folder, Path(_COPIES.enter_context(tempfile.TemporaryDirectory(prefix="mmc-sweep-"))))
+    study = load_study(local, location=folder)
     for path in study.unreadable:
-        print(f"warning: {path}: not a readable Parquet file; skipped (restore it, or move it out of the study)",
+        where = path.replace(str(local), folder.partition("?")[0].rstrip("/"), 1)
+        print(f"warning: {where}: not a readable Parquet file; skipped (restore it, or move it out of the study)",
               file=sys.stderr)
     return study
 
 
+def with_local_copies(command):
+    """``command(args)`` with the local copies it made removed afterwards."""
+    def run(*args, **kwargs) -> int:
+        with _COPIES:
+            return command(*args, **kwargs)
+    return run
+
+
+@with_local_copies
 def cmd_analyze(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     study = _load(args.study_dir)
@@ -105,6 +124,7 @@ def cmd_analyze(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
+@with_local_copies
 def cmd_plot(args: argparse.Namespace) -> int:
     from mmc_sweep.analysis.figures import Size  # matplotlib only when plotting
     from mmc_sweep.analysis.plots import make_figures
@@ -115,7 +135,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if study.trials.empty:
         print("no figures written.")
         return 0
-    out_dir = args.out if args.out is not None else Path(args.study_dir) / "figures"
+    default = Path(f"{study.name}-figures") if "://" in args.study_dir else Path(args.study_dir) / "figures"
+    out_dir = args.out if args.out is not None else default
     files = make_figures(study, out_dir, Size(args.width, args.height, args.dpi), args.trials,
                          args.tolerance, args.importance)
     print(f"wrote {len(files)} figure(s), {args.width}x{args.height} px each:")
@@ -124,6 +145,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+@with_local_copies
 def cmd_compare(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if len(args.study_dirs) < 2:

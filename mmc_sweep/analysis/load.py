@@ -23,13 +23,14 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
 from mmc_sweep.analysis.columns import VIEWS, barrier_columns
 from mmc_sweep.analysis.spec import objectives, path_kinds
 from mmc_sweep.config import INVARIANCE_METRICS  # of every path point, since there are path kinds
-from mmc_sweep.errors import InputError
+from mmc_sweep.errors import InputError, first_line
 from mmc_sweep.results_layout import file_trial_ids, is_compacted, is_visible_parquet, live_folder, spec_hashes_in
 
 # Columns every trials frame has after loading (missing ones are added as nulls).
@@ -45,16 +46,41 @@ _THREADS = 2  # footers and path rows are decoded without the GIL: a second thre
 class Study:
     """A study as the analysis sees it. ``trials`` has one row per finished trial, every status."""
 
-    folder: Path
+    folder: Path  # where it is read from (a local copy for a study at a URI: see fetch_study)
     spec: dict[str, Any]
     trials: pd.DataFrame
     spec_hashes: tuple[str, ...]  # distinct spec hashes of the trials files (``mmc_sweep.spec_hash``)
     path_trial_ids: frozenset[str]  # trials whose paths part file is written
     unreadable: tuple[str, ...]  # part files that could not be read (named, then skipped)
+    location: str = ""  # the folder or URI as the user gave it (tables and labels show it)
 
     @property
     def name(self) -> str:
         return str(self.spec.get("name") or self.folder.name)
+
+
+def fetch_study(uri: str, into: Path) -> Path:
+    """A local copy of a study kept at a ``pyarrow.fs`` URI (``s3://bucket/studies/NAME?endpoint_override=…``):
+    its ``study.yaml`` and ``results/`` (one request per file: the Parquet files are small and read whole
+    anyway). Returns the copy's folder, ``into/NAME``."""
+    try:
+        fs, root = pafs.FileSystem.from_uri(uri)
+    except (OSError, pa.ArrowException, ValueError) as err:
+        raise InputError(f"{uri}: cannot open this URI ({first_line(err)})") from None
+    root = root.rstrip("/")
+    local = into / root.rsplit("/", 1)[-1]
+    local.mkdir(parents=True)
+    try:
+        if fs.get_file_info(f"{root}/study.yaml").type != pafs.FileType.File:
+            raise InputError(f"{uri}: not a study folder (no study.yaml); expected <storage>/<study>/study.yaml")
+        pafs.copy_files(f"{root}/study.yaml", str(local / "study.yaml"), source_filesystem=fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+        if fs.get_file_info(f"{root}/results").type == pafs.FileType.Directory:
+            pafs.copy_files(f"{root}/results", str(local / "results"), source_filesystem=fs,
+                            destination_filesystem=pafs.LocalFileSystem())
+    except OSError as err:  # the store refused or is unreachable
+        raise InputError(f"{uri}: cannot read the study ({first_line(err)})") from None
+    return local
 
 
 def table_files(folder: Path, table: str) -> list[Path]:
@@ -153,8 +179,9 @@ def _again_if_swapped(read: Callable[[], Any]) -> Any:
     return read()
 
 
-def load_study(folder: str | Path) -> Study:
-    """Read a study folder (running, interrupted, finished or still empty)."""
+def load_study(folder: str | Path, location: str | None = None) -> Study:
+    """Read a study folder (running, interrupted, finished or still empty); ``location``: what to call
+    it (default: the folder)."""
     folder = Path(folder)
     spec = read_spec(folder)
 
@@ -167,6 +194,7 @@ def load_study(folder: str | Path) -> Study:
             spec_hashes=tuple(sorted(set(hashes))),
             path_trial_ids=frozenset(t for f in table_files(folder, "paths") for t in file_trial_ids(f)),
             unreadable=tuple(str(f) for f in bad),
+            location=location or str(folder),
         )
 
     return _again_if_swapped(read)

@@ -70,7 +70,7 @@ def analyze_report(study: Study, top: int = DEFAULT_TOP, tolerance_pp: float = D
 def study_labels(studies: Sequence[Study]) -> list[str]:
     """Column labels of compared studies: the study name, made unique with the folder when needed."""
     names = [s.name for s in studies]
-    labels = [n if names.count(n) == 1 else f"{n} ({s.folder})" for n, s in zip(names, studies)]
+    labels = [n if names.count(n) == 1 else f"{n} ({s.location})" for n, s in zip(names, studies)]
     return [lab if labels.count(lab) == 1 else f"{lab} #{i + 1}" for i, lab in enumerate(labels)]
 
 

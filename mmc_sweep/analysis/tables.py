@@ -157,7 +157,7 @@ def summary(study: Study, tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> dict:
     devices = sorted({str(d) for d in t["device"].dropna()})
     out = {
         "study": study.name,
-        "folder": str(study.folder),
+        "folder": study.location,
         "spec_hash": ", ".join(study.spec_hashes) if study.spec_hashes else None,
         "spec_hash_consistent": len(study.spec_hashes) <= 1,
         "trials_finished": int(len(t)),

@@ -40,9 +40,11 @@ def prepare_study_folder(store: Store, spec: StudySpec) -> None:
 def load_resumable(study_dir: str, filesystem=None) -> tuple[StudySpec, RunOptions]:
     """The spec and storage of an existing study folder (``resume``): a local path, a URI, or a path
     on ``filesystem`` (a ``pyarrow.fs.FileSystem``)."""
-    folder = study_dir.rstrip("/")
+    folder, sep, query = study_dir.partition("?")  # s3://bucket/studies/NAME?endpoint_override=…
+    folder = folder.rstrip("/")
     if "://" in folder or filesystem is not None:
         parent, name = folder.rsplit("/", 1) if "/" in folder else ("", folder)
+        parent += sep + query
         store = Store.open(parent, filesystem)
         if not store.exists(name, STUDY_FILE):
             raise InputError(f"{study_dir}: not a study folder (no {STUDY_FILE})")

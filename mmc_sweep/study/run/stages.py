@@ -81,7 +81,7 @@ def _snapshot_period_s() -> float:
 def _experiment(spec: StudySpec, store: Store, options: RunOptions, searcher: StudySearcher,
                 callbacks: list) -> tune.ResultGrid | None:
     """Restore the study's experiment when an earlier run left one, else start it; run it to the end."""
-    storage, fs = store.tune_path(spec.name, "tune"), store.given_filesystem
+    storage, fs = store.path(spec.name, "tune"), store.given_filesystem  # fs None: a local folder
     path = f"{storage}/{EXPERIMENT}"
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     trainable = tune.with_resources(tune.with_parameters(study_trial, spec=spec, store=store, cpus=spec.resources.cpu,

@@ -20,7 +20,8 @@ class Store:
 
     fs: pafs.FileSystem
     root: str
-    uri: str  # what the user gave (a path or a URI); Ray Tune's storage_path takes the same
+    # what the user gave: a path, or a URI whose query (``?endpoint_override=…``) says how to reach the store
+    uri: str
 
     @staticmethod
     def open(location: str, filesystem: pafs.FileSystem | None = None) -> "Store":
@@ -31,18 +32,17 @@ class Store:
             return Store(filesystem, root, f"{filesystem.type_name}:{getattr(filesystem, 'base_path', '')}{root}")
         if "://" in location:
             fs, root = pafs.FileSystem.from_uri(location)
-            return Store(fs, root.rstrip("/"), location.rstrip("/"))
+            base, sep, query = location.partition("?")
+            return Store(fs, root.rstrip("/"), base.rstrip("/") + sep + query)
         path = str(Path(location).expanduser().resolve())
         return Store(pafs.LocalFileSystem(), path, path)
 
     @property
     def given_filesystem(self) -> pafs.FileSystem | None:
-        """The file system Tune must be handed (storage_filesystem): one the user built, not named by a URI."""
-        return None if "://" in self.uri or self.local_root is not None else self.fs
-
-    def tune_path(self, *parts: str) -> str:
-        """What Tune's storage_path takes: the URI, or the path on the given file system."""
-        return self.path(*parts) if self.given_filesystem is not None else self.uri_of(*parts)
+        """The file system Tune is handed (storage_filesystem) for storage that is not a local folder:
+        a URI's query (an endpoint, a scheme) would not survive Tune appending to the path, the file
+        system object carries it (and pickles to the workers without credentials: each node has its own)."""
+        return None if self.local_root is not None else self.fs
 
     @property
     def local_root(self) -> Path | None:
@@ -53,7 +53,9 @@ class Store:
         return "/".join([self.root, *parts])
 
     def uri_of(self, *parts: str) -> str:
-        return "/".join([self.uri, *parts])
+        """The URI (or path) of ``parts`` below the root, as a user would type it: a query stays at the end."""
+        base, sep, query = self.uri.partition("?")
+        return "/".join([base, *parts]) + sep + query
 
     def exists(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
