@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
 
 import optuna
 import pytest
@@ -15,12 +14,14 @@ from optuna.trial import TrialState
 
 from drivers import (assert_journal_matches_parquet, assert_stopped_cleanly, driver, journal_trials, run_signalled,
                      search_results, table, trial_states, wait_for_running_trial)
+from extras import require
 from mmc_sweep.cli import main
 from mmc_sweep.study import faults
 from mmc_sweep.study.definition.folder import load_resumable
 from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.run.runner import run
 from object_store import start_s3_server
+from postgres_server import PostgresServer
 from study_files import search, write_study
 
 OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
@@ -119,29 +120,54 @@ def test_a_study_in_an_object_store_stopped_on_one_machine_resumes_on_another(ra
     assert (summary["folder"], summary["search_finished"], summary["trials_completed"]) == (study, 3, len(rows))
 
 
-def test_any_optuna_storage_url(ray_cluster, tmp_path, seeded_store, monkeypatch):
-    """Also: SIGTERM as the final compaction begins, Ctrl-C as the summary begins (each ends its run
-    cleanly; the results are whole; a resume ends the study)."""
+def _dashboard_get(app, path: str) -> dict:
+    """GET ``path`` from optuna-dashboard's WSGI app (the code its server runs), as JSON."""
+    from wsgiref.util import setup_testing_defaults
+
+    environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+    assert status[0].startswith("200"), (status, body[:500])
+    return json.loads(body)
+
+
+def test_an_optuna_record_in_postgresql(ray_cluster, tmp_path, seeded_store, monkeypatch):
+    """``--optuna-storage postgresql://…`` against a real PostgreSQL server on 127.0.0.1: SIGTERM as the
+    final compaction begins, Ctrl-C as the summary begins (each ends its run cleanly; the results are
+    whole), a resume without the option finds the database again and ends the study, and
+    optuna-dashboard reads the study from the database."""
     from mmc_sweep.study.definition.spec import load_study
 
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    wsgi = require("optuna_dashboard").wsgi
     spec = load_study(write_study(tmp_path, "in_db", baselines=[], search=search(num_samples=2)))
     store = seeded_store
-    options = RunOptions(storage=str(store), address=ray_cluster.address, optuna_storage=url)
-    code, output = run_signalled(spec, options, "compaction:TERM", monkeypatch)
-    assert_stopped_cleanly(code, output, "compaction:TERM")
-    assert "results compacted" in output  # the compaction it interrupted finished first
-    trials = optuna.load_study(study_name="in_db", storage=url).trials
-    assert_journal_matches_parquet(trials, table(store / "in_db", "trials"), OBJECTIVES)
-    assert not (store / "in_db" / "optuna.journal").exists()
-    # a resume without --optuna-storage finds the database again (remembered in the study)
-    _, options = load_resumable(str(store / "in_db"))
-    code, output = run_signalled(spec, options, "summary:INT", monkeypatch)
-    assert_stopped_cleanly(code, output, "summary:INT")
-    assert run(spec, options).exit_code == 0
-    trials = optuna.load_study(study_name="in_db", storage=url).trials
-    assert len(trials) == 2
-    assert_journal_matches_parquet(trials, table(store / "in_db", "trials"), OBJECTIVES)
+    with PostgresServer() as url:
+        options = RunOptions(storage=str(store), address=ray_cluster.address, optuna_storage=url)
+        code, output = run_signalled(spec, options, "compaction:TERM", monkeypatch)
+        assert_stopped_cleanly(code, output, "compaction:TERM")
+        assert "results compacted" in output  # the compaction it interrupted finished first
+        trials = optuna.load_study(study_name="in_db", storage=url).trials
+        assert_journal_matches_parquet(trials, table(store / "in_db", "trials"), OBJECTIVES)
+        assert not (store / "in_db" / "optuna.journal").exists()
+        # a resume without --optuna-storage finds the database again (remembered in the study)
+        _, options = load_resumable(str(store / "in_db"))
+        code, output = run_signalled(spec, options, "summary:INT", monkeypatch)
+        assert_stopped_cleanly(code, output, "summary:INT")
+        assert run(spec, options).exit_code == 0
+        trials = optuna.load_study(study_name="in_db", storage=url).trials
+        assert len(trials) == 2
+        rows = table(store / "in_db", "trials")
+        assert_journal_matches_parquet(trials, rows, OBJECTIVES)
+
+        app = wsgi(url)
+        (summary,) = _dashboard_get(app, "/api/studies")["study_summaries"]
+        assert summary["study_name"] == "in_db"
+        detail = _dashboard_get(app, f"/api/studies/{summary['study_id']}")
+        shown = {next(a["value"] for a in t["user_attrs"] if a["key"] == "tune_trial_id"): t["values"]
+                 for t in detail["trials"] if t["state"] == "Complete"}
+        assert shown == {r["trial_id"]: [r[o] for o in OBJECTIVES] for r in rows
+                         if r["role"] == "search" and r["status"] == "completed"}
 
 
 def test_diverged_trials_fail_and_repeated_proposals_reuse_results(ray_cluster, tmp_path, seeded_store):

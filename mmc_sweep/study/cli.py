@@ -39,8 +39,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="restarts of a trial whose worker died, from its last epoch checkpoint (default: the file's "
                         "failure.max_failures, 3)")
     p.add_argument("--optuna-storage", metavar="URL",
-                   help="keep Optuna's record in this database (sqlite:///FILE, postgresql://..., mysql://...) "
-                        "instead of the journal in the study folder")
+                   help="keep Optuna's record in this database (sqlite:///FILE, or postgresql://USER@HOST:PORT/DB "
+                        "with the psycopg driver: pip install -e '.[postgresql]') instead of the journal in the study folder")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
