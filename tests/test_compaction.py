@@ -1,20 +1,23 @@
 """Compaction of a study's part files: same rows, fewer files, atomic, and readers see one table.
 
 Studies here are the hand-made one of the analysis tests (known values, schemas that differ
-between part files) and a small synthetic one; the crash tests kill a real ``compact`` process
-with SIGKILL at each step and read the folder as every reader would.
+between part files) and a small synthetic one; the crash tests SIGKILL a compaction (a forked
+child) at every step of every table, and a trial's writer between its tables, then read the files
+directly, as a glob reader and as mmc-sweep's readers do, without dropping duplicates.
 """
 from __future__ import annotations
 
 import glob
 import json
 import os
+import shutil
 import signal
-import subprocess
-import sys
+import traceback
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -23,14 +26,14 @@ from analysis_fixtures import write_study
 from mmc_sweep.analysis.load import load_study, read_paths
 from mmc_sweep.analysis.synthetic import write_synthetic_study
 from mmc_sweep.cli import main
-from mmc_sweep.results_layout import MARKER, TRIAL_IDS_KEY
+from mmc_sweep.results_layout import MARKER, TRIAL_IDS_KEY, is_visible_parquet, live_folder
 from mmc_sweep.study.faults import switch
 from mmc_sweep.study.storage.compaction import compact_study
 from mmc_sweep.study.storage.lock import study_lock
+from mmc_sweep.study.storage.results import TABLES as RESULT_TABLES
 from mmc_sweep.study.storage.results import finished_trials, read_trial, read_trials, write_trial
 from mmc_sweep.study.storage.store import Store
 
-REPO = Path(__file__).resolve().parents[1]
 TABLES = ("trials", "paths", "history")
 KEYS = {"trials": ["trial_id"], "paths": ["trial_id", "path", "kind", "alpha", "view"], "history": ["trial_id", "epoch"]}
 
@@ -137,36 +140,162 @@ def test_uncommitted_rows_stay_part_files(tmp_path):
     assert_same_rows(before, folder)
 
 
-def _compact_killed_at(folder: Path, point: str, exchange: bool) -> subprocess.CompletedProcess:
-    code = f"from mmc_sweep.study.storage.compaction import compact_study; compact_study({str(folder)!r}, exchange={exchange})"
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, **switch(kill_in_compaction=point)},
-                          capture_output=True, text=True, timeout=120)
+STEPS = ("writing", "staged", "marked", "between", "swapped", "cleanup", "recover")  # kill_in_compaction's, in order
+SWAPPED = ("between", "swapped", "cleanup", "recover")  # readers already see the compacted folder
+TORN = "cbft_00001"  # the tiny study's trial without a trials row: its paths and history files stay parts
+COMPACTED = "compacted-000001-000.parquet"
+# every table x step, in both swap modes where the step exists in both; ``between`` is the two-rename
+# swap's alone, and ``recover`` follows a death there (the recovering process dies before any swap)
+KILLS = [(table, step, exchange) for table in RESULT_TABLES for step in STEPS for exchange in (True, False)
+         if exchange is False or step not in ("between", "recover")]
 
 
-@pytest.mark.parametrize("point, exchange", [("staged", True), ("swapped", True), ("between", False), ("swapped", False)])
-def test_a_compaction_killed_half_way_never_counts_a_row_twice(tmp_path, point, exchange):
-    folder = write_synthetic_study(tmp_path / "s", n_trials=6, alphas=3)
-    before, study = snapshot(folder), load_study(folder)
-    result = _compact_killed_at(folder, point, exchange)
-    assert result.returncode == -signal.SIGKILL, result.stderr
+def compacted_names(table: str) -> list[str]:
+    """A compacted table folder's visible files: one compacted file, and the torn trial's part file."""
+    return ([f"{TORN}.parquet"] if table != "trials" else []) + [COMPACTED]
 
-    # tables are compacted one by one, paths first: the kill came during the paths table's turn
-    if point == "between":  # no live folder for an instant: the glob readers see no rows, never twice ...
-        assert not (folder / "results" / "paths").exists()
-        assert glob_table(folder, "paths").empty
-    else:  # ... otherwise either the parts (killed before the swap) or the compacted files (after it)
-        compacted = point == "swapped"
-        assert bool(list((folder / "results" / "paths").glob("compacted-*"))) == compacted
-        assert_same_rows(before, folder)
-    # mmc-sweep's own readers see every row once at every point (they take a complete new folder)
-    pd.testing.assert_frame_equal(load_study(folder).trials, study.trials)
-    assert len(read_paths(folder)) == len(before["paths"])
 
-    compact_study(folder)  # the next compaction (or run) first finishes or undoes the dead one
-    assert_same_rows(before, folder)
-    assert sorted(p.name for p in (folder / "results").iterdir()) == sorted(TABLES)  # no leftovers
-    assert all([p.name for p in (folder / "results" / t).glob("*.parquet")] == ["compacted-000001-000.parquet"]
-               for t in TABLES)
+def key_counts(files, table: str) -> Counter:
+    """Rows per key across ``files``, read one by one and concatenated as a glob reader does: no dedup."""
+    counts = Counter()
+    for file in files:
+        with pq.ParquetFile(file) as f:
+            columns = f.read(columns=KEYS[table], use_threads=False).to_pydict()
+        counts.update(zip(*(columns[k] for k in KEYS[table])))
+    return counts
+
+
+def sorted_rows(folder: Path, table: str) -> pa.Table:
+    """Every row of a table folder's visible files, in key order, without file metadata."""
+    tables = [pq.read_table(folder / n).replace_schema_metadata(None) for n in visible(folder)]
+    return pa.concat_tables(tables).sort_by([(k, "ascending") for k in KEYS[table]])
+
+
+def visible(folder: Path) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if is_visible_parquet(n))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A prebuilt tiny study (copied per test: cheaper than writing it) with one torn trial, and what
+    every reader must see of it: each table's rows per key, its file names, its rows in key order."""
+    folder = write_synthetic_study(tmp_path_factory.mktemp("tiny") / "s", n_trials=2, alphas=2)
+    for path in (folder / "results").glob("*/*.parquet"):  # fewer files, faster cases: 3-4 a table is enough
+        if path.stem not in ("base_cue_s0", "naive_ft_s0", "cbft_00000", TORN) or path.match(f"trials/{TORN}.*"):
+            path.unlink()  # base_cue_s0 has no path rows; TORN has no trials row
+    names = {t: visible(folder / "results" / t) for t in RESULT_TABLES}
+    counts = {t: key_counts([folder / "results" / t / n for n in names[t]], t) for t in RESULT_TABLES}
+    assert all(set(c.values()) == {1} for c in counts.values()) and f"{TORN}.parquet" in names["paths"]
+    return folder, counts, names, {t: sorted_rows(folder / "results" / t, t) for t in RESULT_TABLES}
+
+
+def die_in_child(run, **points) -> None:
+    """Run ``run()`` in a forked child with the fault switch set; it must die there by SIGKILL.
+    (fork, not a subprocess: no second Python start-up per case.)"""
+    pid = os.fork()
+    if pid == 0:  # the child: whatever happens, never back into pytest
+        try:
+            os.environ.update(switch(**points))
+            run()
+            os._exit(0)  # the fault point was never reached
+        except BaseException:
+            os.write(2, traceback.format_exc().encode())  # fd 2: shown with the test's output
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"{points}: exit status {status:#x}"
+
+
+@pytest.mark.parametrize("table, step, exchange", KILLS)
+def test_a_compaction_killed_at_any_step_never_counts_a_row_twice(tiny, tmp_path, table, step, exchange):
+    source, counts, names, rows = tiny
+    folder = Path(shutil.copytree(source, tmp_path / "s"))
+    results = folder / "results"
+    if step == "recover":  # a compaction dies between its renames, then the one recovering from it dies too
+        die_in_child(lambda: compact_study(folder, exchange=False), kill_in_compaction=f"{table}:between")
+    die_in_child(lambda: compact_study(folder, exchange=exchange), kill_in_compaction=f"{table}:{step}")
+
+    # tables are compacted one by one in RESULT_TABLES order: those before the killed one are done,
+    # those after it untouched, and the killed one's leftovers are what its step leaves
+    staged, old = results / f".{table}.next", results / f".{table}.old"
+    left = {"between": {staged, old}, "recover": {old}, "swapped": {staged if exchange else old},
+            "cleanup": {staged if exchange else old}}.get(step, {staged})
+    assert sorted(os.listdir(results)) == sorted({t for t in RESULT_TABLES if (t, step) != (table, "between")}
+                                                 | {p.name for p in left})
+    if step in ("writing", "staged", "marked"):  # the new folder: the links to the torn trial's parts, and ...
+        made = {"writing": f".{COMPACTED}.tmp", "staged": COMPACTED, "marked": COMPACTED}[step]
+        assert sorted(os.listdir(staged)) == sorted(compacted_names(table)[:-1] + [made]
+                                                    + ([MARKER] if step == "marked" else []))
+    if step == "writing":  # torn: some of its bytes, no footer, under a name no reader opens
+        assert (staged / made).stat().st_size > 4
+        with pytest.raises(pa.ArrowInvalid):
+            pq.read_metadata(staged / made)
+    if step in ("swapped", "cleanup", "between"):  # the old folder: whole, or all but its first file
+        assert sorted(os.listdir(old if step == "between" or not exchange else staged)) == \
+            names[table][1 if step == "cleanup" else 0:]
+    if step == "between":
+        assert (staged / MARKER).is_file()
+    for i, name in enumerate(RESULT_TABLES):
+        done = i < RESULT_TABLES.index(table) or (name == table and step in SWAPPED)
+        expected = compacted_names(name) if done else names[name]
+        # a glob reader (pandas, pyarrow datasets, DuckDB on results/<table>/*.parquet): never a row twice;
+        # every row, except in the instant between the two renames (no folder: nothing)
+        files = sorted(glob.glob(str(results / name / "*.parquet")))
+        globbed = key_counts(files, name)
+        assert globbed == (Counter() if (name, step) == (table, "between") else counts[name]), name
+        # mmc-sweep's own readers (live_folder: the complete new folder in that instant): every row once
+        where = live_folder(results, name)
+        assert visible(where) == expected, name
+        ours = [str(where / n) for n in visible(where)]
+        assert (globbed if ours == files else key_counts(ours, name)) == counts[name], name  # same files: same rows
+    if step == "between":  # the analysis's reader, where it differs from a glob reader
+        assert len(read_paths(folder)) == sum(counts["paths"].values())
+
+    compact_study(folder, exchange=exchange)  # the next compaction (or run) first finishes or undoes the dead one
+    assert sorted(os.listdir(results)) == sorted(RESULT_TABLES)  # no .next, no .old
+    for name in RESULT_TABLES:  # one compacted file (and the torn trial's parts), no .tmp
+        assert sorted(os.listdir(results / name)) == sorted(compacted_names(name) + [MARKER]), name
+        assert key_counts(sorted(glob.glob(str(results / name / "*.parquet"))), name) == counts[name], name
+    assert sorted_rows(results / table, table).equals(rows[table])  # and the killed table's values
+
+
+@pytest.mark.parametrize("last", ["paths", "history"])
+def test_a_trial_killed_between_its_table_writes_is_not_committed_and_is_written_again(tiny, tmp_path, last):
+    """The commit protocol under a kill: a trial whose writer died after ``last`` stays uncommitted,
+    a compaction leaves its files as parts, and writing it again replaces them and commits it."""
+    source, counts, _, _ = tiny
+    folder = Path(shutil.copytree(source, tmp_path / "s"))
+    store, results = Store.open(str(tmp_path)), folder / "results"
+    rows = read_trial(store, "s", "cbft_00000")
+    payload = {t: [{**{k: v for k, v in r.items() if k != "study"}, "trial_id": "late"} for r in rows[t]]
+               for t in RESULT_TABLES}
+    # the dying write's values differ from the second one's: what is read at the end shows which one it is
+    stale = {**payload, "paths": [{**r, "loss": -1.0} for r in payload["paths"]],
+             "history": [{**r, "train_loss": -1.0} for r in payload["history"]]}
+    die_in_child(lambda: write_trial(store, "s", stale, {"spec_hash": "feedfacecafe0001"}), kill_after_table=last)
+
+    written = RESULT_TABLES[:RESULT_TABLES.index(last) + 1]
+    assert [t for t in RESULT_TABLES if (results / t / "late.parquet").is_file()] == list(written)
+    assert "late" not in finished_trials(store, "s")
+    late = {t: Counter(tuple(r[k] for k in KEYS[t]) for r in payload[t]) for t in RESULT_TABLES}
+    want = {t: counts[t] + (late[t] if t in written else Counter()) for t in RESULT_TABLES}
+    compact_study(folder)
+    for t in RESULT_TABLES:  # uncommitted: still a part file, in no compacted file's footer, each row once
+        assert ((results / t / "late.parquet").is_file(), "late" in json.loads(
+            pq.read_schema(results / t / COMPACTED).metadata[TRIAL_IDS_KEY])) == (t in written, False)
+        assert key_counts(sorted(glob.glob(str(results / t / "*.parquet"))), t) == want[t], t
+
+    assert write_trial(store, "s", payload, {"spec_hash": "feedfacecafe0001"}) == ["late"]
+    assert "late" in finished_trials(store, "s")
+    for t in RESULT_TABLES:  # the torn files replaced, not added to
+        assert key_counts(sorted(glob.glob(str(results / t / "*.parquet"))), t) == counts[t] + late[t], t
+    for t, column in (("paths", "loss"), ("history", "train_loss")):  # the second write's values, not the stale ones
+        got = pq.read_table(results / t / "late.parquet").column(column).to_pylist()
+        assert got == [r[column] for r in payload[t]] and -1.0 not in got, t
+    compact_study(folder)  # committed now: merged like the others
+    paths = results / "paths"
+    assert visible(paths) == [f"{TORN}.parquet", "compacted-000002-000.parquet"]
+    assert key_counts([paths / n for n in visible(paths)], "paths") == counts["paths"] + late["paths"]
 
 
 def test_compact_refuses_a_study_in_use_and_bad_folders(tmp_path, capsys):

@@ -17,7 +17,8 @@ ENV = "MMC_SWEEP_FAULTS"
 # every fault point and what its value means (one line each)
 POINTS = {
     "kill_after_table": "the driver SIGKILLs itself right after writing this table (paths, history or trials) of a trial",
-    "kill_in_compaction": "a compacting process SIGKILLs itself at this step: staged, between (two-rename swap) or swapped",
+    "kill_in_compaction": "a compacting process SIGKILLs itself at TABLE:STEP: writing (a compacted file half-written), "
+                          "staged, marked, between (two-rename swap), swapped, cleanup (old folder partly removed), recover",
     "worker_exit_epoch": "each fine-tuning trial's worker exits hard once, at the start of this epoch's report "
                          "(read on the driver and passed to the trials: workers may not share its environment)",
     "signal_at": "the driver sends itself SIGINT or SIGTERM as a phase begins: PHASE:INT or PHASE:TERM, PHASE one of "

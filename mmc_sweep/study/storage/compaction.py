@@ -61,7 +61,8 @@ def recover(results: Path, table: str) -> None:
     """Finish or undo a compaction that died: the live folder is always complete, leftovers go.
 
     A complete new folder without a live one (died between the two renames of the fallback swap)
-    is put in place; an old folder without either is put back.
+    is put in place; an old folder without either is put back. Safe to die anywhere in here too:
+    the next call finds a live folder and only leftovers to remove.
     """
     live, staged, old = results / table, staging_folder(results, table), results / f".{table}.old"
     if not live.exists():
@@ -69,6 +70,7 @@ def recover(results: Path, table: str) -> None:
             os.rename(staged, live)
         elif old.is_dir():
             os.rename(old, live)
+        kill_if("kill_in_compaction", f"{table}:recover")  # tests: a recovery that dies before its cleanup
     for leftover in (staged, old):
         if leftover.exists():
             shutil.rmtree(leftover)
@@ -120,14 +122,28 @@ def _compact_table(results: Path, table: str, committed: set[str], exchange: boo
         _link(live / name, staged / name)
     generation = 1 + max((int(m.group(1)) for n in names if (m := _GENERATION.match(n))), default=0)
     rows, files = _write_compacted(inputs, table, staged, generation)
-    kill_if("kill_in_compaction", "staged")
+    kill_if("kill_in_compaction", f"{table}:staged")  # tests: every file written, the folder not marked complete
     (staged / MARKER).write_text(json.dumps({"generation": generation, "parts_merged": len(merged),
                                              "compacted_files_written": files, "rows_written": rows,
                                              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    kill_if("kill_in_compaction", f"{table}:marked")  # tests: complete and marked, not swapped in
     old = _swap(results, table, exchange)
-    kill_if("kill_in_compaction", "swapped")
-    shutil.rmtree(old)
+    kill_if("kill_in_compaction", f"{table}:swapped")  # tests: swapped in, the old content still all there
+    _remove(old, table)
     return TableCompaction(table, len(names), len(keep) + files, len(merged), rows, time.perf_counter() - start)
+
+
+def _remove(folder: Path, table: str) -> None:
+    """``shutil.rmtree``, an entry at a time: a death part-way leaves a folder that is neither the
+    old one nor gone, as a kill inside rmtree would (the tests' kill lands exactly there)."""
+    for name in sorted(os.listdir(folder)):
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        kill_if("kill_in_compaction", f"{table}:cleanup")  # tests: one file of the old folder removed
+    os.rmdir(folder)
 
 
 def _link(source: Path, target: Path) -> None:
@@ -144,7 +160,7 @@ def _swap(results: Path, table: str, exchange: bool) -> Path:
         return staged  # one atomic step: the two folders traded names
     old = results / f".{table}.old"
     os.rename(live, old)
-    kill_if("kill_in_compaction", "between")  # readers take the staged folder (it has its marker); recover() finishes this
+    kill_if("kill_in_compaction", f"{table}:between")  # readers take the marked staged folder; recover() ends this
     os.rename(staged, live)
     return old
 
@@ -205,7 +221,11 @@ def _write_compacted(inputs: list[_Input], table: str, folder: Path, generation:
         merged = pa.concat_tables([_aligned(t, schema) for _, t, _ in pending]).replace_schema_metadata(keys)
         path = folder / f"{COMPACTED_PREFIX}{generation:06d}-{files:03d}.parquet"
         tmp = folder / f".{path.name}.tmp"
-        pq.write_table(merged, tmp, row_group_size=ROW_GROUP_ROWS)
+        with pq.ParquetWriter(tmp, merged.schema) as writer:  # what pq.write_table does, with a place to die in
+            writer.write_table(merged, row_group_size=ROW_GROUP_ROWS)
+            # tests: the row groups are in the file, its footer (written on close) is not: the torn,
+            # unreadable file a death mid-write leaves, under the temporary name readers skip
+            kill_if("kill_in_compaction", f"{table}:writing")
         os.replace(tmp, path)
         rows, files = rows + merged.num_rows, files + 1
         pending.clear()
