@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +20,7 @@ import torch
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from mmc_sweep.study.search.record import row_id
+from mmc_sweep.study.search.record import TUNE_ID, row_id
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -151,6 +153,28 @@ def journal_trials(folder: Path, name: str) -> list[optuna.trial.FrozenTrial]:
 
 
 STATE_OF_STATUS = {"completed": "COMPLETE", "failed": "FAIL", "pruned": "PRUNED"}
+# the Optuna journal's own log: one JSON object per operation, in the order Optuna wrote them
+CREATE_TRIAL, SET_TRIAL_STATE_VALUES, SET_TRIAL_USER_ATTR = 4, 6, 8  # optuna.storages.journal JournalOperation
+FINISHED_STATES = {1, 2, 3}  # TrialState COMPLETE, PRUNED, FAIL
+
+
+def assert_told_once(journal: Path, rows: list[dict]) -> None:
+    """Read from the journal's log (every operation every driver wrote, not Optuna's replay of them,
+    which keeps only the last): each Optuna trial was created once, tagged with its Tune trial at most
+    once and finished exactly once, and the trials are the Parquet search rows, one to one (an
+    untagged trial, whose driver died between Optuna's ask and the tag, as ``optuna_<number>``)."""
+    ops = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    created = sum(op["op_code"] == CREATE_TRIAL for op in ops)  # one study per journal: trial id = number
+    finished = Counter(op["trial_id"] for op in ops
+                       if op["op_code"] == SET_TRIAL_STATE_VALUES and op["state"] in FINISHED_STATES)
+    assert finished == Counter(range(created)), (created, finished)
+    tags: dict[int, list[str]] = {}
+    for op in ops:
+        if op["op_code"] == SET_TRIAL_USER_ATTR and TUNE_ID in op["user_attr"]:
+            tags.setdefault(op["trial_id"], []).append(op["user_attr"][TUNE_ID])
+    assert all(len(t) == 1 for t in tags.values()), tags
+    ids = sorted(tags.get(n, [f"optuna_{n}"])[0] for n in range(created))
+    assert ids == sorted(r["trial_id"] for r in rows if r["role"] == "search"), ids
 
 
 def assert_journal_matches_parquet(trials: list[optuna.trial.FrozenTrial], rows: list[dict], objectives: list[str]) -> None:

@@ -7,7 +7,7 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from drivers import assert_journal_matches_parquet, table
+from drivers import assert_journal_matches_parquet, assert_told_once, table
 from mmc_sweep.cli import main
 from study_files import search, write_study
 
@@ -39,6 +39,7 @@ def test_asha_prunes_trials_and_tells_optuna(ray_cluster, tmp_path, seeded_store
         assert trained[r["trial_id"]] == list(range(1, EPOCHS + 1))
     trials = optuna.load_study(study_name="asha", storage=JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))).trials
     assert_journal_matches_parquet(trials, table(folder, "trials"), ["acc_rand_cue", "cue_reliance"])
+    assert_told_once(folder / "optuna.journal", table(folder, "trials"))  # a pruned trial: PRUNED, once
     capsys.readouterr()
     assert main(["status", str(folder), "--format", "json"]) == 0  # status counts the pruned trials as such
     search_part = next(p for p in json.loads(capsys.readouterr().out)["parts"] if p["part"] == "search")

@@ -21,6 +21,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from rich.console import Console
 
+from drivers import assert_told_once
 from mmc_sweep.study import faults
 from study_files import search, write_study
 
@@ -60,6 +61,7 @@ def _check_each_trial_once(folder: Path, name: str, samples: int, epochs: int) -
         assert len([p for p in paths if p["trial_id"] == r["trial_id"]]) == 2 * 3 * 4  # 2 paths x 3 alphas x 4 views
     states = _journal_states(folder, name)
     assert states == {r["trial_id"]: [TrialState.COMPLETE] for r in search_rows}, states
+    assert_told_once(folder / "optuna.journal", trials)
     return search_rows
 
 

@@ -12,7 +12,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from drivers import (assert_journal_matches_parquet, assert_stopped_cleanly, driver, journal_trials, run_signalled,
+from drivers import (assert_journal_matches_parquet, assert_stopped_cleanly, assert_told_once, driver, journal_trials, run_signalled,
                      search_results, table, trial_states, wait_for_running_trial)
 from extras import require
 from mmc_sweep.cli import main
@@ -91,6 +91,7 @@ def test_a_study_in_an_object_store_stopped_on_one_machine_resumes_on_another(ra
     trials = journal_trials(mirror, "remote")
     rows = table(mirror, "trials")
     assert_journal_matches_parquet(trials, rows, OBJECTIVES)
+    assert_told_once(mirror / "optuna.journal", rows)
     search_rows = [r for r in rows if r["role"] == "search"]
     assert len(trials) == 3 and len(search_rows) == 3 and all(r["status"] == "completed" for r in search_rows)
     # each driver works on a copy under its own home and pushes it to the study in the bucket: the
@@ -199,6 +200,7 @@ def test_diverged_trials_fail_and_repeated_proposals_reuse_results(ray_cluster, 
         assert sorted(h["epoch"] for h in history if h["trial_id"] == copy["trial_id"]) == [1, 2]
     trials = optuna.load_study(study_name="dup", storage=JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))).trials
     assert_journal_matches_parquet(trials, table(folder, "trials"), OBJECTIVES)
+    assert_told_once(folder / "optuna.journal", table(folder, "trials"))  # a reused result is told once too
 
 
 def test_a_non_finite_final_metric_fails_the_trial_and_the_study(ray_cluster, tmp_path, seeded_store, monkeypatch):

@@ -9,7 +9,7 @@ import time
 
 from optuna.trial import TrialState
 
-from drivers import (assert_journal_matches_parquet, driver, journal_trials, resume_here, search_results, table,
+from drivers import (assert_journal_matches_parquet, assert_told_once, driver, journal_trials, resume_here, search_results, table,
                      wait_for_running_trial)
 from mmc_sweep.study.faults import switch
 from study_files import write_study
@@ -17,14 +17,16 @@ from study_files import write_study
 
 def test_a_driver_killed_between_table_writes_and_mid_trial_loses_and_repeats_nothing(ray_cluster, tmp_path,
                                                                                       seeded_store, monkeypatch):
-    """Killed twice, resumed each time (one study, three drivers):
+    """Killed three times, resumed each time (one study, four drivers):
 
     1. the first driver dies right after writing a fine-tuning trial's `history` file, before its
        `trials` file (the commit);
-    2. the second gets Ctrl-C twice while a search trial runs (after another finished): it aborts at once;
-    3. the third ends the study: the torn trial is written again, whole; every table holds every trial
-       exactly once; a trial running at the second kill resumed from its epoch state, not from zero;
-       Optuna and Parquet agree.
+    2. the second dies between Optuna's ask and tagging the trial with its Tune trial;
+    3. the third gets Ctrl-C twice while a search trial runs (after another finished): it aborts at once;
+    4. the fourth ends the study: the torn trial is written again, whole; the untagged Optuna trial is
+       failed ("lost") in both records; every table holds every trial exactly once; a trial running
+       at the third kill resumed from its epoch state, not from zero; the journal's log shows each
+       Optuna trial told once, and Optuna and Parquet agree.
     TPE through Tune's snapshot and a resume (NSGA-II: test_interrupts; random: first_study; grid:
     test_study_run)."""
     store = seeded_store
@@ -43,24 +45,29 @@ def test_a_driver_killed_between_table_writes_and_mid_trial_loses_and_repeats_no
     assert len(torn) == 1, torn  # the first fine-tuning trial to end: history written, not committed
     (torn_id,) = torn
 
-    second = driver(["resume", str(folder), "--address", ray_cluster.address], tmp_path / "second.log", **snapshots)
+    # at most two search trials were asked (two at a time), none committed: this driver asks at least once
+    second = driver(["resume", str(folder), "--address", ray_cluster.address], tmp_path / "second.log", **snapshots,
+                    **switch(kill_between_ask_and_tag=1))
+    assert second.wait(timeout=300) == -signal.SIGKILL, (tmp_path / "second.log").read_text()
+
+    third = driver(["resume", str(folder), "--address", ray_cluster.address], tmp_path / "third.log", **snapshots)
     # a search trial has written its fourth epoch state, has not finished and is in the snapshot
-    wait_for_running_trial(second, folder, 3, tmp_path / "second.log", finished_before=1, in_snapshot=True)
+    wait_for_running_trial(third, folder, 3, tmp_path / "third.log", finished_before=1, in_snapshot=True)
     # Ctrl-C twice: the second aborts at once (os._exit, nothing cleaned up: a kill as far as the
     # study goes), before Tune's graceful stop of the first could save anything
-    os.kill(second.pid, signal.SIGINT)
+    os.kill(third.pid, signal.SIGINT)
     deadline = time.monotonic() + 60  # the first is taken (two signals sent at once would merge into one)
-    while "stopping the study" not in (tmp_path / "second.log").read_text():
-        assert time.monotonic() < deadline and second.poll() is None, (tmp_path / "second.log").read_text()
+    while "stopping the study" not in (tmp_path / "third.log").read_text():
+        assert time.monotonic() < deadline and third.poll() is None, (tmp_path / "third.log").read_text()
         time.sleep(0.01)
-    os.kill(second.pid, signal.SIGINT)
-    assert second.wait(timeout=60) == 130
-    assert (tmp_path / "second.log").read_text().rstrip().endswith("aborted")
+    os.kill(third.pid, signal.SIGINT)
+    assert third.wait(timeout=60) == 130
+    assert (tmp_path / "third.log").read_text().rstrip().endswith("aborted")
     assert len(search_results(folder)) < 4
 
     for key, value in snapshots.items():
         monkeypatch.setenv(key, value)
-    assert resume_here(folder, ray_cluster.address, tmp_path / "third.log") == 0, (tmp_path / "third.log").read_text()
+    assert resume_here(folder, ray_cluster.address, tmp_path / "fourth.log") == 0, (tmp_path / "fourth.log").read_text()
 
     rows = table(folder, "trials")
     # Optuna may have proposed a trial that Tune's last snapshot before a kill never held: it is
@@ -68,6 +75,7 @@ def test_a_driver_killed_between_table_writes_and_mid_trial_loses_and_repeats_no
     search = [r for r in rows if r["role"] == "search" and r["status"] == "completed"]
     lost = [r for r in rows if r["role"] == "search" and r["status"] != "completed"]
     assert len(search) == 4 and all(r["error"].startswith("lost") for r in lost), lost
+    assert any(r["trial_id"].startswith("optuna_") for r in lost), lost  # the untagged one
     assert len({r["trial_id"] for r in rows}) == len(rows)
     assert collections.Counter(r["trial_id"] for r in rows)[torn_id] == 1
     assert any(r["start_epoch"] > 0 for r in search), [r["start_epoch"] for r in search]  # resumed, not restarted
@@ -89,6 +97,7 @@ def test_a_driver_killed_between_table_writes_and_mid_trial_loses_and_repeats_no
     assert TrialState.RUNNING not in states
     assert states.count(TrialState.COMPLETE) == 4  # every Tune trial told once
     assert_journal_matches_parquet(trials, rows, ["acc_rand_cue", "cue_reliance"])
+    assert_told_once(folder / "optuna.journal", rows)
 
 
 def _wait_until_cluster_idle(timeout_s: float = 120.0) -> None:

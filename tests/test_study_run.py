@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from ray.tune import ExperimentAnalysis
 
-from drivers import assert_stopped_cleanly, run_sampling_free_gpu, run_signalled
+from drivers import assert_stopped_cleanly, assert_told_once, run_sampling_free_gpu, run_signalled
 from mmc_sweep.cli import main
 from mmc_sweep.config import spec_hash, stream_seed
 from mmc_sweep.study.definition.options import RunOptions
@@ -43,6 +43,7 @@ def test_four_trial_study_end_to_end(first_study):
     search = by_role["search"]
     assert len(search) == 4 and all(r["status"] == "completed" for r in search)
     assert len({r["trial_id"] for r in trials}) == len(trials)  # each trial exactly once
+    assert_told_once(folder / "optuna.journal", trials)
     for r in search:
         assert r["method"] == "cbft" and r["device"] == "cpu" and r["error"] is None
         assert 0.01 <= r["param_lr"] <= 0.1 and 40 <= r["param_n_clean"] <= 100

@@ -19,6 +19,8 @@ POINTS = {
     "kill_after_table": "the driver SIGKILLs itself right after writing this table (paths, history or trials) of a trial",
     "kill_in_compaction": "a compacting process SIGKILLs itself at TABLE:STEP: writing (a compacted file half-written), "
                           "staged, marked, between (two-rename swap), swapped, cleanup (old folder partly removed), recover",
+    "kill_between_ask_and_tag": "the driver SIGKILLs itself after its Nth Optuna ask, before the trial is tagged with its "
+                                "Tune trial (N counts this driver's asks)",
     "worker_exit_epoch": "each fine-tuning trial's worker exits hard once, at the start of this epoch's report "
                          "(read on the driver and passed to the trials: workers may not share its environment)",
     "signal_at": "the driver sends itself SIGINT or SIGTERM as a phase begins: PHASE:INT or PHASE:TERM, PHASE one of "

@@ -137,6 +137,18 @@ def row_id(trial: optuna.trial.FrozenTrial) -> str:
     return trial.user_attrs.get(TUNE_ID) or f"optuna_{trial.number}"
 
 
+def tell_once(study: optuna.Study, number: int, values: list[float] | None = None,
+              state: TrialState = TrialState.COMPLETE) -> bool:
+    """Tell Optuna how trial ``number`` ended, unless the record already says (an earlier driver told
+    it before it died, and Tune ran the trial's end again): each trial is told once. Never
+    ``skip_if_finished``: a second tell that got past this check would be a bug, and raises.
+    Returns whether it told."""
+    if number not in {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}:
+        return False
+    study.tell(number, values, state=state if values is None else TrialState.COMPLETE)
+    return True
+
+
 def finite_values(row: dict, objectives: list[str]) -> list[float] | None:
     values = [row.get(o) for o in objectives]
     return values if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) else None
@@ -154,11 +166,11 @@ def reconcile(study: optuna.Study, rows: list[dict], objectives: list[str]) -> l
         row = by_id.get(tune_id)
         values = finite_values(row, objectives) if row and row["status"] == "completed" else None
         if values is not None:
-            study.tell(trial.number, values, skip_if_finished=True)
+            tell_once(study, trial.number, values)
         elif row is not None and row["status"] == "pruned":
-            study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+            tell_once(study, trial.number, state=TrialState.PRUNED)
         else:
-            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            tell_once(study, trial.number, state=TrialState.FAIL)
             if row is None:
                 orphans.append(tune_id)
     return orphans

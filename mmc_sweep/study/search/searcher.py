@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from mmc_sweep.study.definition.spec import SearchSpec
-from mmc_sweep.study.search.record import TUNE_ID, OptunaRecord, finite_values
+from mmc_sweep.study.faults import kill_if
+from mmc_sweep.study.search.record import TUNE_ID, OptunaRecord, finite_values, tell_once
 from mmc_sweep.study.search.samplers import rebuild, snapshot
 
 REUSE_KEY = "reuse_of"  # in a trial's config: the id of the finished trial with the same parameters
@@ -42,7 +43,7 @@ class StudySearcher(Searcher):
     """Ray Tune's searcher for a study, driving Optuna through its public ask/tell API.
 
     Each Tune trial is one Optuna trial (``ask``), tagged with the Tune trial id; its final result
-    is told exactly once (``tell(..., skip_if_finished=True)``): values when every objective is
+    is told exactly once (:func:`~mmc_sweep.study.search.record.tell_once`): values when every objective is
     finite, FAIL otherwise (a failed or diverged trial), PRUNED for one a scheduler stopped (it ended
     without its final report). An interrupted
     trial is told nothing: Tune resumes it and it reports later. A proposal identical to a completed
@@ -61,6 +62,7 @@ class StudySearcher(Searcher):
         self.space = distributions(search)
         self.sampler = rebuild(search, None)
         self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
+        self.asked = 0  # Optuna trials this searcher (this driver) asked for
         self._study: optuna.Study | None = None
 
     @property
@@ -74,6 +76,8 @@ class StudySearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict:
         trial = self.study.ask(self.space)
+        self.asked += 1
+        kill_if("kill_between_ask_and_tag", str(self.asked))  # tests: an Optuna trial no Tune trial will ever own
         trial.set_user_attr(TUNE_ID, trial_id)
         self.numbers[trial_id] = trial.number
         config = dict(trial.params)
@@ -89,11 +93,11 @@ class StudySearcher(Searcher):
             return
         values = None if error or not result or ROWS_KEY not in result else finite_values(result, self.objectives)
         if values is not None:
-            self.study.tell(number, values, skip_if_finished=True)
+            tell_once(self.study, number, values)
         elif result and not error and ROWS_KEY not in result:  # stopped before its final report (a scheduler)
-            self.study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
+            tell_once(self.study, number, state=TrialState.PRUNED)
         else:
-            self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+            tell_once(self.study, number, state=TrialState.FAIL)
         self.record.push()
 
     def __getstate__(self) -> dict:  # pickled into Tune's experiment snapshot: no open storage, no live sampler
@@ -101,4 +105,5 @@ class StudySearcher(Searcher):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.asked = 0  # a restored searcher is a new driver's
         self.sampler = rebuild(self.search, state["sampler"])
