@@ -1,4 +1,4 @@
-"""Command line: argument parsing, rich output and exit codes (0 ok, 1 study failed, 2 bad input)."""
+"""Command line: argument parsing, rich output and exit codes (0 ok, 1 study failed or storage full, 2 bad input)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
-from mmc_sweep.errors import InputError
+from mmc_sweep.errors import InputError, StorageFull
 
 
 def print_error(message: str) -> None:
@@ -53,3 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print_error(str(err))
         return 2
+    except StorageFull as err:  # outside Tune's loop (inside it, the run stops gracefully and says so)
+        print_error(str(err))
+        return 1

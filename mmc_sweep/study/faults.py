@@ -21,6 +21,8 @@ POINTS = {
                           "staged, marked, between (two-rename swap), swapped, cleanup (old folder partly removed), recover",
     "kill_between_ask_and_tag": "the driver SIGKILLs itself after its Nth Optuna ask, before the trial is tagged with its "
                                 "Tune trial (N counts this driver's asks)",
+    "disk_full_after": "the driver's storage is full after N more writes: every later write of the study's store in "
+                       "this process fails with ENOSPC (N counts from when the switch was set)",
     "worker_exit_epoch": "each fine-tuning trial's worker exits hard once, at the start of this epoch's report "
                          "(read on the driver and passed to the trials: workers may not share its environment)",
     "signal_at": "the driver sends itself SIGINT or SIGTERM as a phase begins: PHASE:INT or PHASE:TERM, PHASE one of "
@@ -58,6 +60,22 @@ def kill_if(name: str, value: str) -> None:
     atexit, no flushed buffers), like a machine that loses power or the OOM killer."""
     if fault(name) == value:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+_WRITES = {"switch": None, "count": 0}  # disk_full_after: the store writes counted since the switch was set
+
+
+def disk_full() -> bool:
+    """Test-only (``disk_full_after=N``): whether this write finds the storage full. Counts writes
+    from when the switch (its whole text) was set; unset, nothing is counted."""
+    value, text = fault("disk_full_after"), os.environ.get(ENV)
+    if value is None:
+        _WRITES.update(switch=None, count=0)
+        return False
+    if _WRITES["switch"] != text:
+        _WRITES.update(switch=text, count=0)
+    _WRITES["count"] += 1
+    return _WRITES["count"] > int(value)
 
 
 def switch(**points: object) -> dict[str, str]:

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 from ray import tune
 
+from mmc_sweep.errors import StorageFull
 from mmc_sweep.finetune import total_epochs
 from mmc_sweep.study.definition.spec import StudySpec
 from mmc_sweep.study.run.interrupt import INTERRUPTS
@@ -50,16 +51,24 @@ class ResultsSink(tune.Callback):
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         INTERRUPTS.on_tune_step()  # a stop asked for before Tune listened
 
+    def _write_in_tune(self, payload: dict, retries: int) -> None:
+        """Inside Tune's loop a full storage stops the study gracefully (nothing raised into Tune): the
+        rows stay in Tune's record of the trial, and a resume writes them."""
+        try:
+            self.write_payload(payload, retries)
+        except StorageFull as err:
+            INTERRUPTS.fail(str(err))
+
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         INTERRUPTS.fault_point(PHASE_OF_GROUP[group(trial.config)])
-        if ROWS_KEY in result:
-            self.write_payload(json.loads(result[ROWS_KEY]), trial.num_failures)
+        if ROWS_KEY in result and not INTERRUPTS.failure:
+            self._write_in_tune(json.loads(result[ROWS_KEY]), trial.num_failures)
 
     def _close(self, trial, status: str, error: str | None) -> None:
         key, kind = trial_key(trial), group(trial.config)
         # a base model has no rows (its failure ends the run); a pair's rows are of models: none to close
         no_rows = kind == BASE or (trial.config.get("job") or {}).get("role") in ("base", "control")
-        if key in self.written or no_rows or INTERRUPTS.received:  # an interrupted trial resumes: nothing to close
+        if key in self.written or no_rows or INTERRUPTS.stopping:  # an interrupted trial resumes: nothing to close
             return
         search = kind == SEARCH
         row = {"trial_id": key, "role": "search" if search else "baseline", "status": status, "error": error,
@@ -69,7 +78,7 @@ class ResultsSink(tune.Callback):
             row.update(self._settings(trial.config))
             state = load_trial_state(self.store, trial_state_parts(self.spec.name, EXPERIMENT, trial.trial_id))
             history = (state or {}).get("history", [])
-        self.write_payload({"trials": [row], "history": history}, trial.num_failures)
+        self._write_in_tune({"trials": [row], "history": history}, trial.num_failures)
 
     def _settings(self, config: dict) -> dict:
         ft, seed, proportion = search_settings(config, self.spec)

@@ -33,6 +33,7 @@ class StartUpInterrupted(BaseException):
 class Interrupts:
     def __init__(self) -> None:
         self.received: int | None = None  # the first signal's number
+        self.failure: str | None = None  # why the study stopped itself (a full storage): it then exits 1
         self.starting = False  # before the study's folder is written: a signal unwinds the run
         self.in_tune = False  # inside Tuner.fit
         self._stop_pending = False  # Tune's stop asked for before Tune listened for it
@@ -40,6 +41,7 @@ class Interrupts:
 
     def __enter__(self) -> "Interrupts":
         self.received, self.starting, self.in_tune, self._stop_pending, self._previous = None, True, False, False, {}
+        self.failure = None
         if threading.current_thread() is threading.main_thread():  # elsewhere signals cannot be caught
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
             self._previous = {s: signal.signal(s, self._handle) for s in _SIGNALS}
@@ -76,6 +78,19 @@ class Interrupts:
         finally:
             if self._previous:  # ours were installed (the main thread)
                 signal.signal(signal.SIGTERM, self._handle)
+
+    @property
+    def stopping(self) -> bool:
+        """A signal came, or the study stopped itself: running trials keep their checkpoints and resume later."""
+        return self.received is not None or self.failure is not None
+
+    def fail(self, message: str) -> None:
+        """Stop the study as a first signal would (Tune's graceful stop), because of ``message``
+        (one line); the run ends with exit code 1 and it."""
+        if self.failure is None and self.received is None:
+            self.failure = message
+            if self.in_tune:
+                self.stop_tune()
 
     def stop_tune(self) -> None:
         """Trigger Tune's graceful stop, or (Tune not listening yet: SIGUSR1's default would kill the

@@ -103,7 +103,7 @@ def _experiment(spec: StudySpec, store: Store, options: RunOptions, searcher: St
         tune_config = tune.TuneConfig(search_alg=StudyGenerator(jobs), scheduler=_scheduler(spec), num_samples=-1,
                                       reuse_actors=True)  # -1: until StudyJobs says FINISHED
         tuner = tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
-    if INTERRUPTS.received:  # stopped before the experiment began: nothing to run or save
+    if INTERRUPTS.stopping:  # stopped before the experiment began: nothing to run or save
         return None
     INTERRUPTS.in_tune = True
     try:
@@ -156,7 +156,7 @@ def run_experiment(spec: StudySpec, store: Store, options: RunOptions, console: 
     base_end = ended if BaseClock.ended is None else min(max(BaseClock.ended, started), ended)
     seconds["base"] = seconds.get("base", 0.0) + base_end - started
     seconds["search"] = seconds.get("search", 0.0) + ended - base_end
-    if INTERRUPTS.received:  # Tune resumes the running trials: Optuna must not hear of them yet
+    if INTERRUPTS.stopping:  # Tune resumes the running trials: Optuna must not hear of them yet
         record.push()
         return True, True
     _write_missing(results, sink)
@@ -201,14 +201,14 @@ def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Cons
     folder = store.uri_of(spec.name)
     console.print(f"study [bold]{spec.name}[/] ({spec.hash}) -> {folder}")
     base_ok, reference_ok = run_experiment(spec, store, options, console, seconds)
-    if INTERRUPTS.received:
+    if INTERRUPTS.stopping:
         return _interrupted(folder, console)
     if not base_ok:
         console.print("[red]base models failed to train[/]: see the Ray logs (--verbose); run again to retry them")
         return StudyOutcome(1, folder, 0, 0, seconds)
     with timed(seconds, "compaction"):
         compact(store, spec, console)
-    if INTERRUPTS.received:  # compaction finished (or was undone) first: the results are whole
+    if INTERRUPTS.stopping:  # compaction finished (or was undone) first: the results are whole
         return _interrupted(folder, console)
     rows = [r for r in read_trials(store, spec.name).to_pylist() if r["role"] == "search"]
     completed = sum(r["status"] == "completed" for r in rows)
@@ -218,7 +218,7 @@ def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Cons
     with timed(seconds, "summary"):
         INTERRUPTS.fault_point("summary")
         print_summary(spec, store, console)
-    if INTERRUPTS.received:
+    if INTERRUPTS.stopping:
         return _interrupted(folder, console)
     console.print(seconds_line(seconds), markup=False, highlight=False)
     code = 0 if reference_ok and completed > 0 else 1
@@ -226,6 +226,10 @@ def run_stages(spec: StudySpec, store: Store, options: RunOptions, console: Cons
 
 
 def _interrupted(folder: str, console: Console) -> StudyOutcome:
+    if INTERRUPTS.failure:  # the study stopped itself (a full storage): one line, exit 1
+        console.print(f"error: {INTERRUPTS.failure}:  python run_study.py resume {folder}", markup=False,
+                      highlight=False, soft_wrap=True)
+        return StudyOutcome(1, folder, 0, 0)
     console.print(f"interrupted: what finished is written; continue with  python run_study.py resume {folder}",
                   markup=False, highlight=False)
     return StudyOutcome(INTERRUPTS.exit_code, folder, 0, 0)

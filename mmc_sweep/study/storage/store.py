@@ -5,6 +5,7 @@ with ``.`` in the same folder, then rename it into place (readers skip ``.``-pre
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
 import uuid
@@ -12,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
+
+from mmc_sweep.errors import StorageFull
+from mmc_sweep.study.faults import disk_full
 
 
 @dataclass(frozen=True)
@@ -65,17 +69,33 @@ class Store:
             return f.read()
 
     def write_bytes(self, data: bytes, *parts: str) -> None:
-        """Atomic on local and POSIX-like file systems: temp file + rename."""
+        """Atomic on local and POSIX-like file systems: temp file + rename. A full storage raises
+        :class:`StorageFull` (one line) and leaves the file as it was."""
         final = self.path(*parts)
         folder, name = final.rsplit("/", 1)
-        self.fs.create_dir(folder, recursive=True)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-        with self.fs.open_output_stream(tmp) as f:
-            f.write(data)
-        if self.local_root is not None:
-            os.replace(tmp, final)  # atomic, and replaces an existing file
-        else:
-            self.fs.move(tmp, final)
+        try:
+            if disk_full():  # tests only (fault point disk_full_after)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), final)
+            self.fs.create_dir(folder, recursive=True)
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(data)
+            if self.local_root is not None:
+                os.replace(tmp, final)  # atomic, and replaces an existing file
+            else:
+                self.fs.move(tmp, final)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._remove_quietly(tmp)
+            raise StorageFull(f"{self.uri_of(*parts)}: the storage is full ({os.strerror(err.errno)}); what was "
+                              f"written before is whole: free space, then resume") from None
+
+    def _remove_quietly(self, path: str) -> None:
+        try:
+            self.fs.delete_file(path)
+        except OSError:  # never written, or the store refuses even that
+            pass
 
     def list(self, *parts: str) -> list[str]:
         """Names of the visible files in a folder (none when it does not exist)."""
