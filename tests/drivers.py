@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import optuna
 import pyarrow.dataset as ds
@@ -128,23 +128,47 @@ def in_tune_snapshot(folder: Path) -> str:
     return "".join(p.read_text() for p in (folder / "tune" / "study").glob("experiment_state-*.json"))
 
 
+def running_trial_ready(folder: Path, min_checkpoint: int, finished_before: int = 0, in_snapshot: bool = False) -> bool:
+    """Whether ``finished_before`` search trials are written and one that is not has written checkpoint
+    ``min_checkpoint`` or later (and, with ``in_snapshot``, is in Tune's experiment snapshot on disk)."""
+    finished = search_results(folder)
+    running = [name for name, k in latest_checkpoints(folder).items()
+               if k >= min_checkpoint and not any(t in name for t in finished)]
+    return len(finished) >= finished_before and bool(running) and (
+        not in_snapshot or any(t in in_tune_snapshot(folder) for t in running))
+
+
 def wait_for_running_trial(proc: subprocess.Popen, folder: Path, min_checkpoint: int, log: Path,
-                           finished_before: int = 0, timeout_s: float = 240, in_snapshot: bool = False,
-                           refresh: Callable[[], object] | None = None) -> None:
-    """Until ``finished_before`` search trials are written and one that is not has written checkpoint
-    ``min_checkpoint`` or later (and, with ``in_snapshot``, is in Tune's experiment snapshot on disk).
-    ``refresh``: brings ``folder`` up to date first (a local copy of a study in an object store)."""
+                           finished_before: int = 0, timeout_s: float = 240, in_snapshot: bool = False) -> None:
+    """Until :func:`running_trial_ready` (the driver ``proc`` still running)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and proc.poll() is None:
-        if refresh is not None:
-            refresh()
-        finished = search_results(folder)
-        running = [name for name, k in latest_checkpoints(folder).items()
-                   if k >= min_checkpoint and not any(t in name for t in finished)]
-        if len(finished) >= finished_before and running and (not in_snapshot or any(t in in_tune_snapshot(folder) for t in running)):
+        if running_trial_ready(folder, min_checkpoint, finished_before, in_snapshot):
             return
         time.sleep(0.05)
     raise AssertionError("the study ended (or hung) before it could be interrupted:\n" + log.read_text())
+
+
+@contextlib.contextmanager
+def signal_when(ready: Callable[[], bool], signum: int) -> Iterator[None]:
+    """While the block runs (a driver in this process), send this process ``signum`` once ``ready()``
+    (polled from another thread; Python runs the handler in the main thread, as for a signal from outside)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if ready():
+                os.kill(os.getpid(), signum)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
 
 
 def journal_trials(folder: Path, name: str) -> list[optuna.trial.FrozenTrial]:

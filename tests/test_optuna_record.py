@@ -3,7 +3,6 @@ URL), diverged trials, and proposals that repeat a finished trial."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 
 import optuna
@@ -13,7 +12,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from drivers import (assert_journal_matches_parquet, assert_stopped_cleanly, assert_told_once, driver, journal_trials, run_signalled,
-                     search_results, table, trial_states, wait_for_running_trial)
+                     running_trial_ready, search_results, signal_when, table, trial_states)
 from extras import require
 from mmc_sweep.cli import main
 from mmc_sweep.study import faults
@@ -38,7 +37,7 @@ def s3(tmp_path):
 
 
 def test_a_study_in_an_object_store_stopped_on_one_machine_resumes_on_another(ray_cluster, tmp_path, seeded_store, s3,
-                                                                              capsys):
+                                                                              capsys, monkeypatch):
     """A study at ``s3://bucket/studies?endpoint_override=…`` on a real S3 endpoint: results,
     checkpoints, Tune's experiment and the journal in the bucket. Stopped by SIGTERM (as a scheduler
     stops a job) late in a search trial; resumed by a fresh driver process on another machine (another
@@ -61,14 +60,16 @@ def test_a_study_in_an_object_store_stopped_on_one_machine_resumes_on_another(ra
         for folder in folders or ("",):
             s3.download("/".join(filter(None, ("bucket/studies/remote", folder))), mirror / folder)
 
-    log = tmp_path / "run.log"
-    first = driver(["run", str(spec), "--storage", storage, "--address", ray_cluster.address], log,
-                   HOME=str(tmp_path / "home1"))
-    wait_for_running_trial(first, mirror, 3, log, finished_before=1,
-                           refresh=lambda: refresh("results/trials", "trial_states/study"))  # what it looks at
-    os.kill(first.pid, signal.SIGTERM)
-    assert first.wait(timeout=120) == 143, log.read_text()
-    assert "resume" in log.read_text() and "Traceback" not in log.read_text()
+    def late_in_a_trial() -> bool:  # one trial written, another past its 4th epoch (what it looks at, copied)
+        refresh("results/trials", "trial_states/study")
+        return running_trial_ready(mirror, 3, finished_before=1)
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home1"))  # the first machine (its journal cache is under its home)
+    with signal_when(late_in_a_trial, signal.SIGTERM):
+        code = main(["run", str(spec), "--storage", storage, "--address", ray_cluster.address])
+    output = capsys.readouterr()
+    assert code == 143, output.out[-3000:] + output.err[-3000:]
+    assert "resume" in output.out and "Traceback" not in output.out + output.err
     refresh()
     states = [t.state for t in journal_trials(mirror, "remote")]
     assert TrialState.COMPLETE in states and TrialState.RUNNING in states and TrialState.FAIL not in states, states

@@ -101,12 +101,15 @@ def test_a_finished_study_is_compacted(first_study):
     assert sorted(p.name for p in results.iterdir()) == ["history", "paths", "trials"]  # no staging folder left
 
 
-def test_trials_landed_on_both_nodes(first_study):
+def test_every_row_names_the_cluster_node_it_ran_on(first_study):
+    """(Which node a trial lands on is Ray's choice: TINY's trials are over in a tenth of a second, so
+    they may all run on one node. That trials run on both nodes, and move when one is lost:
+    test_failures' node-loss test, where the head's CPUs are held.)"""
+    import ray
+
     _, store = first_study
     rows = _table(store / "first", "trials")  # base rows: where the base model trained
-    nodes = {r["node"] for r in rows}
-    assert None not in nodes
-    assert len(nodes) == 2, [(r["trial_id"], r["node"], r["finished_at"], r["duration_s"]) for r in rows]
+    assert {r["node"] for r in rows} <= {n["NodeID"] for n in ray.nodes()}, [(r["trial_id"], r["node"]) for r in rows]
 
 
 def test_rerunning_a_finished_study_changes_nothing(first_study, tmp_path_factory):

@@ -62,20 +62,20 @@ def kill_if(name: str, value: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-_WRITES = {"switch": None, "count": 0}  # disk_full_after: the store writes counted since the switch was set
+_PASSES: dict[str, tuple[str | None, int]] = {}  # point -> (the switch's text, times passed since it was set)
 
 
-def disk_full() -> bool:
-    """Test-only (``disk_full_after=N``): whether this write finds the storage full. Counts writes
-    from when the switch (its whole text) was set; unset, nothing is counted."""
-    value, text = fault("disk_full_after"), os.environ.get(ENV)
-    if value is None:
-        _WRITES.update(switch=None, count=0)
-        return False
-    if _WRITES["switch"] != text:
-        _WRITES.update(switch=text, count=0)
-    _WRITES["count"] += 1
-    return _WRITES["count"] > int(value)
+def passes(name: str) -> int:
+    """Test-only: how often this process passed point ``name`` (this call included) since the switch
+    (its whole text) was set; 0 when the point is unset. For points that fire after N passes."""
+    text = os.environ.get(ENV)
+    if fault(name) is None:
+        _PASSES.pop(name, None)
+        return 0
+    switch_text, count = _PASSES.get(name, (None, 0))
+    count = count + 1 if switch_text == text else 1
+    _PASSES[name] = (text, count)
+    return count
 
 
 def switch(**points: object) -> dict[str, str]:

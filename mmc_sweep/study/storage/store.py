@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from mmc_sweep.errors import StorageFull
-from mmc_sweep.study.faults import disk_full
+from mmc_sweep.study.faults import fault, passes
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Store:
         folder, name = final.rsplit("/", 1)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            if disk_full():  # tests only (fault point disk_full_after)
+            if passes("disk_full_after") > int(fault("disk_full_after") or 0):  # tests only: a full storage
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), final)
             self.fs.create_dir(folder, recursive=True)
             with self.fs.open_output_stream(tmp) as f:
