@@ -23,6 +23,8 @@ POINTS = {
                                 "Tune trial (N counts this driver's asks)",
     "disk_full_after": "the driver's storage is full after N more writes: every later write of the study's store in "
                        "this process fails with ENOSPC (N counts from when the switch was set)",
+    "worker_disk_full_after": "each trial worker's storage is full after its first N writes (as disk_full_after, in "
+                              "the workers; read on the driver and passed to the trials)",
     "worker_exit_epoch": "each fine-tuning trial's worker exits hard once, at the start of this epoch's report "
                          "(read on the driver and passed to the trials: workers may not share its environment)",
     "signal_at": "the driver sends itself SIGINT or SIGTERM as a phase begins: PHASE:INT or PHASE:TERM, PHASE one of "

@@ -18,7 +18,7 @@ from mmc_sweep.finetune import total_epochs
 from mmc_sweep.study.definition.spec import StudySpec
 from mmc_sweep.study.run.interrupt import INTERRUPTS
 from mmc_sweep.study.run.jobs import BASE, EXPERIMENT, REFERENCE, SEARCH, group
-from mmc_sweep.study.run.trials import ROWS_KEY, params_row, search_settings
+from mmc_sweep.study.run.trials import ROWS_KEY, STOP_KEY, params_row, search_settings
 from mmc_sweep.study.storage.artifacts import load_trial_state, trial_state_parts
 from mmc_sweep.study.storage.results import metadata_for, write_trial
 from mmc_sweep.study.storage.store import Store
@@ -61,7 +61,9 @@ class ResultsSink(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         INTERRUPTS.fault_point(PHASE_OF_GROUP[group(trial.config)])
-        if ROWS_KEY in result and not INTERRUPTS.failure:
+        if STOP_KEY in result:  # a trial found the storage full
+            INTERRUPTS.fail(result[STOP_KEY])
+        elif ROWS_KEY in result and not INTERRUPTS.failure:
             self._write_in_tune(json.loads(result[ROWS_KEY]), trial.num_failures)
 
     def _close(self, trial, status: str, error: str | None) -> None:

@@ -7,7 +7,9 @@ driver's results sink writes to Parquet.
 
 A fine-tuning trial that fails (an exception, a diverged loss) reports a ``failed`` row and returns:
 rerunning it would fail again. Only a dead worker (out of memory, lost node) is an error that Tune
-retries from the last epoch state (``failure.max_failures``).
+retries from the last epoch state (``failure.max_failures``). A trial whose write finds the storage
+full asks the driver to stop the whole study (``stop_study``) and waits: it resumes from its last
+whole epoch state once space is freed.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ from mmc_sweep.gpu_share import claim_share, peak_mb
 from mmc_sweep.metrics import view_metrics
 from mmc_sweep.paths import EndpointRows
 from mmc_sweep.study.definition.spec import StudySpec
-from mmc_sweep.study.faults import fault
+from mmc_sweep.errors import StorageFull
+from mmc_sweep.study.faults import fault, switch
 from mmc_sweep.study.run.jobs import STORED_KEY
 from mmc_sweep.study.search.searcher import REUSE_KEY, ROWS_KEY  # ROWS_KEY: the final report's rows (JSON)
 from mmc_sweep.study.storage.artifacts import (StoreMidpoints, has_base, load_base, load_trial_state, model_folder,
@@ -42,10 +45,14 @@ from mmc_sweep.study.storage.store import Store
 from mmc_sweep.train import DivergedError
 
 
+STOP_KEY = "stop_study"  # in a trial's report: why the study must stop (a full storage); the driver stops it
+STOP_WAIT_S = 600.0  # how long a trial that asked for the stop waits for it before failing as a crash does
+
+
 def worker_faults() -> dict[str, str]:
     """The fault points a trial acts on, set (tests only; empty outside): read on the driver, whose
     environment a test sets, and passed to every trial (workers may not share it)."""
-    return {name: value for name in ("worker_exit_epoch", "nan_metric") if (value := fault(name))}
+    return {name: value for name in ("worker_exit_epoch", "nan_metric", "worker_disk_full_after") if (value := fault(name))}
 
 
 class NonFiniteMetricError(ValueError):
@@ -89,12 +96,30 @@ def study_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float, fau
     """Any trial of the study's experiment (see jobs): a base model, a reference job or a search trial.
     ``faults``: :func:`worker_faults` (tests only)."""
     job, faults = config.get("job"), faults or {}
-    if job is None:
-        search_trial(config, spec=spec, store=store, cpus=cpus, faults=faults)
-    elif "kind" in job:
-        base_trial(config, spec=spec, store=store, cpus=cpus)
-    else:
-        reference_trial(config, spec=spec, store=store, cpus=cpus, faults=faults)
+    if "worker_disk_full_after" in faults:  # tests only: this worker's storage is full after N writes
+        os.environ.update(switch(disk_full_after=faults["worker_disk_full_after"]))
+    try:
+        if job is None:
+            search_trial(config, spec=spec, store=store, cpus=cpus, faults=faults)
+        elif "kind" in job:
+            base_trial(config, spec=spec, store=store, cpus=cpus)
+        else:
+            reference_trial(config, spec=spec, store=store, cpus=cpus, faults=faults)
+    except StorageFull as err:
+        _stop_the_study(str(err))
+
+
+def _stop_the_study(message: str) -> None:
+    """The storage is full: ask the driver to stop the study (Tune's graceful stop: this trial stays
+    running in Tune's record, with its last whole epoch state) and wait to be stopped. Not a failed
+    row: the trial is fine, the storage is not."""
+    deadline = time.monotonic() + STOP_WAIT_S
+    while time.monotonic() < deadline:
+        # again and again: the actor runs one call at a time, and Tune's stop call waits behind the call
+        # that waits for this thread's next report (without one, Tune kills the actor after 10 s)
+        tune.report({STOP_KEY: message})
+        time.sleep(0.2)
+    raise StorageFull(message)  # never stopped (the driver is gone?): an error, retried like a crash
 
 
 # ---- base models: content-addressed under <storage>/models/<hash>/ (see artifacts) ---------------------
@@ -289,6 +314,8 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
         if "nan_metric" in faults:  # tests only
             final[f"loss_{faults['nan_metric']}"] = float("nan")
         _check_finite(final, task.views)
+    except StorageFull:  # not the trial's fault: the study stops, the trial resumes later
+        raise
     except Exception as err:  # reported as a failed row; not raised: a rerun would fail the same way
         if not isinstance(err, (DivergedError, NonFiniteMetricError)):
             traceback.print_exc()
