@@ -117,9 +117,13 @@ def ray_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
+    # a lost node (test_failures) is noticed by the head's health checks: every 0.5 s, four misses
+    # (about 2 s, not Ray's ~15 s); a check waits for its answer, so a busy node is not taken for lost
+    health_checks = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500, "health_check_failure_threshold": 4}
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "num_gpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False},
+        head_node_args={"num_cpus": 1, "num_gpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False,
+                        "_system_config": health_checks},
     )
     # one CPU on each node, as many as the machine's cores: any two one-CPU trials running at once
     # use both nodes, and trials beyond two reuse a finished trial's worker process instead of

@@ -41,22 +41,28 @@ def resume_here(folder: Path, address: str, log: Path) -> int:
         return main(["resume", str(folder), "--address", address])
 
 
-def run_signalled(spec, options, signal_at: str, monkeypatch) -> tuple[int, str]:
-    """Run ``spec`` in this process with the fault point ``signal_at`` (e.g. ``"reference:TERM"``: the
-    driver signals itself as that phase begins); (exit code, everything it printed)."""
+def run_with_fault(spec, options, point: str, monkeypatch) -> tuple[int, str]:
+    """Run ``spec`` in this process with the fault switch ``point`` (``"POINT=VALUE"``, see
+    mmc_sweep.study.faults) set on this driver; (exit code, everything it printed)."""
     from rich.console import Console
 
     from mmc_sweep.study import faults
     from mmc_sweep.study.run.runner import run
 
-    monkeypatch.setenv(faults.ENV, f"signal_at={signal_at}")
+    monkeypatch.setenv(faults.ENV, point)
     out = io.StringIO()
     try:
         with contextlib.redirect_stderr(out):
-            code = run(spec, options, Console(file=out, width=160)).exit_code
+            code = run(spec, options, Console(file=out, width=400)).exit_code
     finally:
         monkeypatch.delenv(faults.ENV)
     return code, out.getvalue()
+
+
+def run_signalled(spec, options, signal_at: str, monkeypatch) -> tuple[int, str]:
+    """:func:`run_with_fault` with ``signal_at`` (e.g. ``"reference:TERM"``: the driver signals itself
+    as that phase begins)."""
+    return run_with_fault(spec, options, f"signal_at={signal_at}", monkeypatch)
 
 
 def assert_stopped_cleanly(code: int, output: str, signal_at: str) -> None:
@@ -150,16 +156,13 @@ def wait_for_running_trial(proc: subprocess.Popen, folder: Path, min_checkpoint:
 
 
 @contextlib.contextmanager
-def signal_when(ready: Callable[[], bool], signum: int) -> Iterator[None]:
-    """While the block runs (a driver in this process), send this process ``signum`` once ``ready()``
-    (polled from another thread; Python runs the handler in the main thread, as for a signal from outside)."""
+def meanwhile(step: Callable[[], bool]) -> Iterator[None]:
+    """While the block runs (a driver in this process), call ``step()`` every 50 ms from another
+    thread until it returns True (it did what it waited for)."""
     done = threading.Event()
 
     def watch() -> None:
-        while not done.is_set():
-            if ready():
-                os.kill(os.getpid(), signum)
-                return
+        while not done.is_set() and not step():
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch)
@@ -169,6 +172,12 @@ def signal_when(ready: Callable[[], bool], signum: int) -> Iterator[None]:
     finally:
         done.set()
         watcher.join()
+
+
+def signal_when(ready: Callable[[], bool], signum: int) -> contextlib.AbstractContextManager:
+    """While the block runs, send this process ``signum`` once ``ready()`` (Python runs the handler in
+    the main thread, as for a signal from outside)."""
+    return meanwhile(lambda: ready() and os.kill(os.getpid(), signum) is None)
 
 
 def journal_trials(folder: Path, name: str) -> list[optuna.trial.FrozenTrial]:

@@ -7,25 +7,21 @@ Real Ray, real Parquet, real Optuna journal; the faults are real too: a worker p
 from __future__ import annotations
 
 import io
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pyarrow.dataset as ds
 import pytest
+import torch
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from rich.console import Console
 
-from drivers import assert_told_once
+from drivers import assert_told_once, meanwhile
 from mmc_sweep.study import faults
 from study_files import search, write_study
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _table(folder: Path, name: str) -> list[dict]:
@@ -97,45 +93,65 @@ def test_a_dead_worker_is_retried_from_its_last_checkpoint(ray_cluster, tmp_path
 # ---- item 4: a node lost while its trials run --------------------------------------------------------------
 
 @pytest.mark.slow  # a cluster of its own, in a subprocess
-def test_trials_of_a_lost_node_are_rescheduled_from_their_checkpoints(tmp_path, seeded_store):
-    """On a fresh two-node cluster (in a subprocess: see tests/failure_driver.py), the worker node
-    is removed while search trials run on it; they finish on the head from their checkpoints.
-    Until then the head's CPUs are held, so every trial that ran before the loss ran on the worker."""
+def _checkpointed(folder: Path) -> dict[str, int]:
+    """Search trial id -> the index of its newest epoch state on disk (0: after epoch 1); the study
+    has no baselines, so every fine-tuning trial's state (one with a history) is a search trial's."""
+    states = {p.stem: torch.load(p, weights_only=True) for p in (folder / "trial_states" / "study").glob("*.pt")}
+    return {tune_id: len(state["history"]) - 1 for tune_id, state in states.items() if "history" in state}
+
+
+def test_trials_of_a_lost_node_are_rescheduled_from_their_checkpoints(ray_cluster, tmp_path, seeded_store):
+    """A third node joins the session's cluster and every trial runs there (the other nodes' CPUs
+    are held); once a search trial is mid-way the node is removed without a graceful shutdown, as
+    when a machine is lost (the session's head notices within about 2 s: tests/conftest.py); the
+    held CPUs are freed and the lost trials finish on the other nodes from their checkpoints."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from mmc_sweep.cli import main
+
     epochs, samples = 24, 2  # short epochs, enough of them that a trial seen mid-way still runs when its node goes
     spec_file = write_study(tmp_path, "node_loss", baselines=[], finetune={"epochs": epochs},
                             search=search(num_samples=samples, max_concurrent=2))
-    # the session's TINY base models are in the store: the cluster's time goes to the search trials
-    store, report_file, log_file = seeded_store, tmp_path / "report.json", tmp_path / "study.log"
-    env = {k: v for k, v in os.environ.items() if k != faults.ENV}  # no injected faults here
-    env.update(RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
-    driver = subprocess.Popen([sys.executable, str(REPO / "tests" / "failure_driver.py"), str(spec_file), str(store),
-                               str(report_file), str(log_file)], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = driver.communicate(timeout=420)  # a safety net: the driver's own deadlines are shorter
-    except subprocess.TimeoutExpired:
-        driver.terminate()  # SIGTERM: the driver tears its cluster down on the way out
-        output, _ = driver.communicate(timeout=60)
-    study_log = log_file.read_text() if log_file.exists() else "(no study log)"
-    diagnostics = f"--- failure driver (rc {driver.returncode}) ---\n{output}\n--- study log ---\n{study_log}"
-    assert driver.returncode == 0 and report_file.exists(), diagnostics
-    report = json.loads(report_file.read_text())
-    diagnostics = f"report: {json.dumps(report)}\n{diagnostics}"
-    assert report["removed"], diagnostics
-    assert report["exit_code"] == 0, diagnostics  # the study completed without the lost node
-    assert report["worker_node"] not in report["alive_nodes"], diagnostics  # the node really left the cluster
+    store, folder = seeded_store, seeded_store / "node_loss"  # the session's TINY base models: time goes to the search
+    others = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    lost = ray_cluster.add_node(num_cpus=2, object_store_memory=80 * 2**20)
+    ray_cluster.wait_for_nodes()
+    @ray.remote(num_cpus=1)  # each other node has one CPU (defined here: workers cannot import a test module)
+    class Hold:
+        def ready(self) -> bool:
+            return True
 
-    folder = store / "node_loss"
+    holds = [Hold.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote() for node in others]
+    ray.get([h.ready.remote() for h in holds], timeout=60)
+    seen: dict = {}
+
+    def remove_when_midway() -> bool:  # an unfinished trial has its second epoch state: Tune registered the first
+        finished = {p.stem for p in (folder / "results" / "trials").glob("*.parquet")}
+        midway = {t: i for t, i in _checkpointed(folder).items() if t not in finished and i >= 1}
+        if not midway:
+            return False
+        seen.update(midway=midway, finished=finished)
+        ray_cluster.remove_node(lost, allow_graceful=False)
+        for hold in holds:
+            ray.kill(hold)  # the other nodes' CPUs are free: the study goes on there
+        return True
+
+    with meanwhile(remove_when_midway):
+        code = main(["run", str(spec_file), "--storage", str(store), "--address", ray_cluster.address])
+    assert seen, "the study ended before a trial was mid-way"
+    assert code == 0  # the study completed without the lost node
+    assert lost.node_id not in [n["NodeID"] for n in ray.nodes() if n["Alive"]]  # it really left the cluster
+
     rows = _check_each_trial_once(folder, "node_loss", samples, epochs)
-    head, worker, midway = report["head_node"], report["worker_node"], report["midway_at_removal"]
+    midway = seen["midway"]
     summary = [(r["trial_id"], r["node"], r["retries"], r["start_epoch"]) for r in rows]
-    assert midway, report
     rescheduled = []
     for r in rows:
-        if r["node"] == worker:  # finished before the loss (the head's CPUs were held): never restarted
+        if r["node"] == lost.node_id:  # finished before the loss (the other CPUs were held): never restarted
             assert r["retries"] == 0 and r["start_epoch"] == 0, summary
             continue
-        assert r["trial_id"] not in report["finished_at_removal"] and r["node"] == head, summary
+        assert r["trial_id"] not in seen["finished"] and r["node"] in others, summary
         if r["trial_id"] in midway:
             # lost with its node mid-way: Tune restarted it (it may take more than one try while Ray
             # learns that the node is gone) from a checkpoint at least as recent as the one before

@@ -4,14 +4,9 @@ the study's store: the driver's writes (fault point ``disk_full_after``: they fa
 the Nth on), then each trial worker's (``worker_disk_full_after``)."""
 from __future__ import annotations
 
-import contextlib
-import io
-
 from optuna.trial import TrialState
-from rich.console import Console
 
-from drivers import assert_journal_matches_parquet, assert_told_once, journal_trials, table
-from mmc_sweep.study import faults
+from drivers import assert_journal_matches_parquet, assert_told_once, journal_trials, run_with_fault, table
 from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.definition.spec import load_study
 from mmc_sweep.study.run.runner import run
@@ -25,14 +20,7 @@ OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
 def _run_on_a_full_storage(spec, options, monkeypatch, point: str) -> str:
     """Run ``spec`` with the fault ``point`` set; it must end with exit 1 and one line saying the
     storage is full (returned), no traceback."""
-    monkeypatch.setenv(faults.ENV, point)
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(out):
-            code = run(spec, options, Console(file=out, width=400)).exit_code
-    finally:
-        monkeypatch.delenv(faults.ENV)
-    output = out.getvalue()
+    code, output = run_with_fault(spec, options, point, monkeypatch)
     said = [line for line in output.splitlines() if "storage is full" in line]
     assert code == 1 and "Traceback" not in output and len(said) == 1, output[-3000:]
     assert "No space left on device" in said[0] and "resume" in said[0], said
