@@ -13,6 +13,7 @@ import torch
 
 from mmc_sweep.config import (BASE_KINDS, AlignSpec, BaseModelSpec, FinetunedSpec, FinetuneSpec, ModelSpec, PathSpec,
                               QMCSpec, TrainSpec, spec_hash)
+from mmc_sweep.costs import PhaseClock, clocked
 from mmc_sweep.data import CueTask
 from mmc_sweep.finetune import cue_pool, finetune
 from mmc_sweep.metrics import view_metrics
@@ -101,9 +102,10 @@ def measure_paths(
     seed: int = 0,
     midpoints: MidpointStore | None = None,
     endpoints: EndpointRows | None = None,
+    clock: PhaseClock | None = None,
 ) -> tuple[dict[str, float], list[dict]]:
     """Evaluate every kind of ``spec.kinds`` between every named pair; return flat barrier metrics
-    and the path rows.
+    and the path rows. ``clock`` counts the seconds of aligning, midpoints and evaluation.
 
     Metrics are :func:`~mmc_sweep.paths.barrier_metric` names — ``barrier_loss_<path>_<view>``
     (nats) and ``barrier_acc_<path>_<view>`` (fraction) for the straight line, with ``lmcp_`` or
@@ -121,7 +123,7 @@ def measure_paths(
     for path, pair in pairs.items():
         pair = pair if isinstance(pair, Pair) else Pair(*pair)
         ends = tuple(endpoint_key(task, k, spec, seed) for k in pair.key) if pair.key else (None, None)
-        ctx = PairContext(spec, train, seed, midpoints, midpoint_key(task, pair, spec), endpoints, ends)
+        ctx = PairContext(spec, train, seed, midpoints, midpoint_key(task, pair, spec), endpoints, ends, clock)
         curves = measure_pair(pair.a, pair.b, views, ctx)
         for kind in spec.kinds:
             for view, values in barriers([r for r in curves if r["kind"] == kind]).items():
@@ -148,10 +150,12 @@ def finetune_and_measure(
     midpoints: MidpointStore | None = None,
     epoch_views: bool = True,
     endpoints: EndpointRows | None = None,
+    clock: PhaseClock | None = None,
 ) -> tuple[dict[str, float], list[dict]]:
     """One fine-tuning run as a study trial does it: fine-tune, measure the views after every epoch
     (only the training loss without ``epoch_views``), then measure the final model and its paths
-    ``cue_to_ft`` and ``ft_to_clean``.
+    ``cue_to_ft`` and ``ft_to_clean``. ``clock``: where each phase's seconds are counted
+    (:mod:`mmc_sweep.costs`; fine-tuning includes the model's own view metrics).
 
     ``keys``: the specs of the cue and clean models, which with ``spec`` identify every endpoint
     (QMC midpoints are stored by them). Returns the final metrics (view metrics and barriers) and
@@ -162,7 +166,8 @@ def finetune_and_measure(
         if on_epoch is not None:
             on_epoch(epoch, {"train_loss": loss, **(view_metrics(model, task.views) if epoch_views else {})}, checkpoint)
 
-    model = finetune_cue_model(task, cue_model, spec, on_epoch=after_epoch, resume=resume)
+    with clocked(clock, "finetune"):
+        model = finetune_cue_model(task, cue_model, spec, on_epoch=after_epoch, resume=resume)
     pair_keys: dict[str, tuple] = {"cue_to_ft": (), "ft_to_clean": ()}
     if keys:
         cue_key, clean_key = keys
@@ -173,5 +178,7 @@ def finetune_and_measure(
              "ft_to_clean": Pair(model, clean_model, pair_keys["ft_to_clean"])}
     if spec.method == "none":  # its path to itself is flat
         del pairs["cue_to_ft"]
-    barriers, rows = measure_paths(task, pairs, paths, seed=seed, midpoints=midpoints, endpoints=endpoints)
-    return {**view_metrics(model, task.views), **barriers}, rows
+    barriers, rows = measure_paths(task, pairs, paths, seed=seed, midpoints=midpoints, endpoints=endpoints, clock=clock)
+    with clocked(clock, "finetune"):  # the fine-tuned model's own view metrics
+        final = view_metrics(model, task.views)
+    return {**final, **barriers}, rows

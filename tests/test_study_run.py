@@ -52,6 +52,10 @@ def test_four_trial_study_end_to_end(first_study):
         assert all(abs(r[f"acc_{v}"] * 100 - round(r[f"acc_{v}"] * 100)) < 1e-6 for v in VIEWS), r
         assert r["cue_reliance"] == pytest.approx((r["acc_rand_img"] - 0.1) / 0.9)
         assert r["duration_s"] > 0 and r["start_epoch"] == 0
+        # what it cost: training and evaluation, no alignment or midpoint (straight lines only), within its duration
+        assert r["cost_finetune_s"] > 0 and r["cost_paths_s"] > 0 and r["cost_gpu_s"] is None, r
+        assert r["cost_align_s"] == 0 and r["cost_midpoint_s"] == 0, r
+        assert sum(r[f"cost_{p}_s"] for p in ("finetune", "align", "midpoint", "paths")) <= r["duration_s"]
     base_clean = next(r for r in by_role["base"] if r["method"] == "base_clean")
     assert base_clean["barrier_loss_cue_to_clean_cue"] is not None
     # independent pairs (the default): every row says how its base pair was made
@@ -104,7 +108,7 @@ def test_a_finished_study_is_compacted(first_study):
 def test_every_row_names_the_cluster_node_it_ran_on(first_study):
     """(Which node a trial lands on is Ray's choice: TINY's trials are over in a tenth of a second, so
     they may all run on one node. That trials run on both nodes, and move when one is lost:
-    test_failures' node-loss test, where the head's CPUs are held.)"""
+    test_failures' node-loss test, where the other nodes' CPUs are held.)"""
     import ray
 
     _, store = first_study
@@ -209,6 +213,9 @@ def test_connectivity_grid_over_cue_proportion_and_seed(grid_study):
     trials = _table(folder, "trials")
     search = [r for r in trials if r["role"] == "search"]
     assert sorted((r["cue_proportion"], r["base_seed"]) for r in search) == [(0.5, 0), (0.5, 1), (1.0, 0), (1.0, 1)]
+    for r in search:  # every kind costs something: LMCP its alignment, QMC its midpoint (trained, or loaded)
+        costs = [r[f"cost_{p}_s"] for p in ("finetune", "align", "midpoint", "paths")]
+        assert all(c > 0 for c in costs) and sum(costs) <= r["duration_s"], (costs, r["duration_s"])
     for kind in ("", "lmcp_", "qmc_"):
         assert all(r[f"barrier_loss_{kind}ft_to_clean_cue"] is not None and r[f"barrier_loss_{kind}cue_to_ft_cue"] is None
                    for r in search)

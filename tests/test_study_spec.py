@@ -50,6 +50,8 @@ def _run(path, capsys):
          "unknown metric 'barrier_loss_qmc_cue_to_ft_cue' (did you mean 'barrier_loss_cue_to_ft_cue'?)"),
         ({"search": {**TINY["search"], "objectives": [{"metric": "barrier_loss_cue_to_ft_clen", "mode": "max"}]}},
          "did you mean 'barrier_loss_cue_to_ft_clean'?"),
+        ({"search": {**TINY["search"], "objectives": [{"metric": "cost_gpu_s", "mode": "min"}]}},
+         "search.objectives.metric: expected cost_gpu_s only with resources.gpu > 0"),
     ],
 )
 def test_bad_study_files_exit_2_naming_file_and_key(tmp_path, capsys, changes, expected):
@@ -87,6 +89,13 @@ def test_bad_command_line_values_exit_2(tmp_path, capsys):
 def test_not_a_study_folder(tmp_path, capsys):
     assert main(["resume", str(tmp_path)]) == 2
     assert "not a study folder" in capsys.readouterr().err
+
+
+def test_what_a_trial_costs_is_a_valid_objective():
+    raw = {**TINY, "resources": {"cpu": 1, "gpu": 0.5},
+           "search": {**TINY["search"], "objectives": [{"metric": "cost_paths_s", "mode": "min"},
+                                                      {"metric": "cost_gpu_s", "mode": "min"}]}}
+    assert [o.metric for o in parse_study(raw).search.objectives] == ["cost_paths_s", "cost_gpu_s"]
 
 
 def test_barriers_of_every_measured_kind_are_valid_objectives():

@@ -17,6 +17,7 @@ from typing import Callable
 from torch import nn
 
 from mmc_sweep.config import PathSpec, to_dict
+from mmc_sweep.costs import PhaseClock, clocked
 from mmc_sweep.data import ImageSet
 from mmc_sweep.paths.align import align
 from mmc_sweep.paths.evaluate import EndpointRows, evaluate_curve
@@ -35,9 +36,11 @@ class PairContext:
     midpoint_key: str | None = None  # content key of this pair's QMC midpoint; None: train it, store nothing
     endpoints: EndpointRows | None = None  # rows of endpoints measured before, shared with other pairs
     endpoint_keys: tuple[str | None, str | None] = (None, None)  # content keys of A's and B's rows; None: not shared
+    clock: PhaseClock | None = None  # where the seconds of aligning, midpoints and evaluation are counted
 
 
 PathKind = Callable[[nn.Module, nn.Module, PairContext], Curve]
+_BUILD_PHASE = {"lmcp": "align", "qmc": "midpoint"}  # what building a kind's curve costs is counted as
 PATH_KINDS: dict[str, PathKind] = {}
 ENDS_AT_B: set[str] = set()  # kinds whose curve at alpha 1 is B's weights exactly (lmcp ends at B aligned to A)
 
@@ -113,8 +116,10 @@ def measure_pair(model_a: nn.Module, model_b: nn.Module, views: dict[str, ImageS
     for kind in ctx.spec.kinds:
         b_key = key_b if kind in ENDS_AT_B else None
         known = {alpha: r for alpha, r in ((0.0, cache.get(key_a)), (1.0, cache.get(b_key))) if r is not None}
-        curve = path_kind(kind)(model_a, model_b, ctx)
-        measured = evaluate_curve(model_a, curve, views, ctx.spec, ctx.train, ctx.seed, known)
+        with clocked(ctx.clock, _BUILD_PHASE.get(kind, "paths")):
+            curve = path_kind(kind)(model_a, model_b, ctx)
+        with clocked(ctx.clock, "paths"):
+            measured = evaluate_curve(model_a, curve, views, ctx.spec, ctx.train, ctx.seed, known)
         for alpha, key in ((0.0, key_a), (1.0, b_key)):
             if alpha not in known:  # measured just now
                 cache.put(key, [r for r in measured if r["alpha"] == alpha])

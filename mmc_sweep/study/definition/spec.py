@@ -19,6 +19,7 @@ from mmc_sweep.config import (
     CLEAN_STREAM, INVARIANCE_METRICS, PAIRINGS, VIEWS, BaseModelSpec, DataSpec, FinetuneSpec, ModelSpec, PathSpec,
     TrainSpec, _check, _help, legacy_values, spec_hash, to_dict,
 )
+from mmc_sweep.costs import COST_METRICS
 from mmc_sweep.errors import InputError
 from mmc_sweep.finetune import METHODS
 from mmc_sweep.models import model_names
@@ -160,7 +161,8 @@ def _typed_choices(key: str, setting: type, choices: tuple) -> tuple:
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    metric: str = _help("a trial metric, e.g. acc_rand_cue, cue_reliance, barrier_loss_cue_to_ft_cue", "acc_rand_cue")
+    metric: str = _help("a trial metric, e.g. acc_rand_cue, cue_reliance, barrier_loss_cue_to_ft_cue, cost_paths_s (seconds)",
+                        "acc_rand_cue")
     mode: str = _help("max | min", "max")
 
     def __post_init__(self) -> None:
@@ -429,12 +431,15 @@ def _check_ends(spec: StudySpec, p: ParamSpec) -> None:
 
 def _check_objectives(spec: StudySpec) -> None:
     """Each objective is a metric every search trial of ``spec`` reports, named once."""
-    valid = OBJECTIVE_METRICS + barrier_objectives(spec)
+    valid = OBJECTIVE_METRICS + COST_METRICS + barrier_objectives(spec)
     metrics = [o.metric for o in spec.search.objectives]
     for metric in metrics:
         if metric not in valid:
             raise ValueError(f"search.objectives.metric: unknown metric {metric!r}{_suggest(metric, valid)}; valid: "
-                             f"{', '.join(OBJECTIVE_METRICS)}, or a barrier this study measures: {_barrier_pattern(spec)}")
+                             f"{', '.join(OBJECTIVE_METRICS + COST_METRICS)}, or a barrier this study measures: "
+                             f"{_barrier_pattern(spec)}")
+    _check("cost_gpu_s" not in metrics or spec.resources.gpu > 0, "search.objectives.metric",
+           "cost_gpu_s only with resources.gpu > 0 (it is null off a GPU)", "cost_gpu_s")
     duplicates = sorted({m for m in metrics if metrics.count(m) > 1})
     _check(not duplicates, "search.objectives.metric", "each metric once", duplicates)
 

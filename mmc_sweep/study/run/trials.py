@@ -27,6 +27,7 @@ import torch
 from ray import tune
 
 from mmc_sweep.config import DataSpec, FinetuneSpec, to_dict
+from mmc_sweep.costs import PhaseClock
 from mmc_sweep.data import CueTask, build_task
 from mmc_sweep.experiment import Pair, device_label, finetune_and_measure, measure_paths, train_base
 from mmc_sweep.finetune import total_epochs
@@ -296,6 +297,7 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
     objectives = _reported(spec)
     history: list[dict] = restored["history"] if restored else []
     row["start_epoch"] = len(history)
+    clock = PhaseClock(device, (restored or {}).get("cost_s"))  # a resumed trial's costs go on from its state
     try:
         keys, task, models = _load_pair(store, spec, seed, proportion, device)
 
@@ -304,16 +306,20 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
             history.append({"trial_id": trial_id, "epoch": epoch, **metrics})
             # objectives measured only at the end (barriers) are NaN per epoch: Tune needs every key
             _report_epoch({o: float("nan") for o in objectives} | {"epoch": epoch, **metrics},
-                          {"finetune": checkpoint(), "history": history, "elapsed_s": time.perf_counter() - started},
+                          {"finetune": checkpoint(), "history": history, "elapsed_s": time.perf_counter() - started,
+                           "cost_s": clock.so_far()},
                           store, spec)
 
         final, paths = finetune_and_measure(task, models["cue"], models["clean"], ft, spec.paths, seed=seed, on_epoch=on_epoch,
                                             resume=restored["finetune"] if restored else None,
                                             keys=(keys["cue"], keys["clean"]), midpoints=StoreMidpoints(store),
-                                            epoch_views=spec.epoch_metrics == "views", endpoints=_ENDPOINTS)
+                                            epoch_views=spec.epoch_metrics == "views", endpoints=_ENDPOINTS,
+                                            clock=clock)
         if "nan_metric" in faults:  # tests only
             final[f"loss_{faults['nan_metric']}"] = float("nan")
         _check_finite(final, task.views)
+        duration = time.perf_counter() - started
+        final.update(clock.metrics(), cost_gpu_s=duration * spec.resources.gpu if device.type == "cuda" else None)
     except StorageFull:  # not the trial's fault: the study stops, the trial resumes later
         raise
     except Exception as err:  # reported as a failed row; not raised: a rerun would fail the same way
@@ -324,6 +330,6 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
         rows = {"trials": [row], "paths": [], "history": history}
         tune.report({**{o: float("nan") for o in objectives}, ROWS_KEY: json.dumps(rows), "failed": 1})
         return
-    row.update(status="completed", duration_s=time.perf_counter() - started, gpu_peak_mb=peak_mb(device), **final)
+    row.update(status="completed", duration_s=duration, gpu_peak_mb=peak_mb(device), **final)
     rows = {"trials": [_nan_free(row)], "paths": [{"trial_id": trial_id, **r} for r in paths], "history": history}
     tune.report({"epoch": total_epochs(ft), **final, ROWS_KEY: json.dumps(rows)})

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from mmc_sweep.config import (BARRIER_TYPES, INVARIANCE_METRICS, PATH_KINDS, PATH_NAMES, VIEWS, FinetuneSpec,
                               barrier_metric)
+from mmc_sweep.costs import COST_METRICS
 from mmc_sweep.errors import InputError, first_line
 from mmc_sweep.results_layout import is_compacted, is_visible_parquet, live_folder, trial_ids_in
 from mmc_sweep.study.faults import kill_if
@@ -55,7 +56,7 @@ def _trials_schema() -> pa.Schema:
     fields += [(name, pa.string() if name == "pairing" else pa.int64()) for name in PAIRING_COLUMNS]
     fields += [
         ("start_epoch", pa.int64()), ("epochs", pa.int64()), ("error", pa.string()), ("device", pa.string()),
-        ("gpu_peak_mb", pa.float64()),
+        ("gpu_peak_mb", pa.float64()), *((name, pa.float64()) for name in COST_METRICS),
         ("node", pa.string()), ("retries", pa.int64()), ("reused_from", pa.string()),
         ("duration_s", pa.float64()), ("finished_at", pa.timestamp("us", tz="UTC")),
     ]
