@@ -112,7 +112,8 @@ def test_json_output(study_dir, capsys):
     code, out, _ = run_cli(["analyze", str(study_dir), "--format", "json"], capsys)
     assert code == 0
     report = json.loads(out)
-    assert set(report) == {"summary", "methods", "connectivity", "pareto", "importance"}
+    assert set(report) == {"summary", "methods", "connectivity", "pareto", "importance", "efficiency", "efficiency_goal",
+                           "efficiency_rule"}
     s = report["summary"]
     assert (s["study"], s["spec_hash"], s["trials_completed"], s["trials_failed"], s["trials_pruned"]) == \
         ("handmade", SPEC_HASH, 11, 1, 0)
@@ -144,9 +145,10 @@ def test_plot_writes_pngs_of_the_requested_size(study_dir, tmp_path, capsys):
     code, out, _ = run_cli(["plot", str(study_dir), "--out", str(out_dir), "--width", "333", "--height", "257",
                             "--dpi", "50"], capsys)
     assert code == 0
-    # an old study (one path kind, no control pair): the base pair's connectivity figure only
+    # an old study (one path kind, no control pair): the base pair's connectivity figure only; its
+    # search over n_clean draws CBFT's sample efficiency
     names = {"paths_cue_to_ft.png", "paths_ft_to_clean.png", "connectivity_cue_to_clean.png", "pareto.png",
-             "history.png", "importance.png"}
+             "history.png", "importance.png", "efficiency.png"}
     assert {p.name for p in out_dir.iterdir()} == names
     for name in names:
         assert str(out_dir / name) in out  # listed at the end

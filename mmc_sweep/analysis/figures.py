@@ -329,6 +329,33 @@ def history_figure(trials: pd.DataFrame, spec: dict, file: Path, size: Size) -> 
     return size.save(fig, file)
 
 
+# ------------------------------------------------------------------------------------ efficiency
+def efficiency_figure(table: pd.DataFrame, spec: dict, file: Path, size: Size) -> Path | None:
+    """Cue reliance and clean accuracy against n_clean (log scale), one line per method with its seed
+    interval as a band; the goal's cue reliance as a dashed line. None when no method was measured
+    at more than one n_clean."""
+    from mmc_sweep.analysis.efficiency import GOAL_CUE_RELIANCE
+
+    if table.empty or table.groupby("method")["n_clean"].nunique().max() < 2:
+        return None
+    fig = size.figure()
+    axes = fig.subplots(1, 2, sharex=True)
+    for colour, (method, rows) in zip(itertools.cycle(f"C{i}" for i in range(10)), table.groupby("method", sort=True)):
+        for ax, metric in zip(axes, ("cue_reliance", "acc_clean")):
+            ax.plot(rows["n_clean"], rows[metric], marker="o", color=colour, label=f"{method} (n = {rows['n_models'].max()})")
+            ax.fill_between(rows["n_clean"], rows[metric + "_lo"], rows[metric + "_hi"], color=colour, alpha=0.15,
+                            linewidth=0)
+    axes[0].axhline(GOAL_CUE_RELIANCE, color="grey", linestyle="--", linewidth=1, label=f"goal ({GOAL_CUE_RELIANCE:g})")
+    for ax, metric in zip(axes, ("cue_reliance", "acc_clean")):
+        ax.set_xscale("log")
+        ax.set_xlabel("n_clean (clean images fine-tuning saw)")
+        ax.set_ylabel(axis_label(metric))
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="best", fontsize="small", title="method (models per point)")
+    fig.suptitle(f"{spec.get('name', 'study')}: sample efficiency (bands: seed intervals)")
+    return size.save(fig, file)
+
+
 # ------------------------------------------------------------------------------------ importance
 def importance_figure(importance: dict[str, dict[str, Any]], spec: dict, file: Path, size: Size) -> Path | None:
     """Horizontal bars of parameter importance, one panel per objective (or why it is unavailable)."""

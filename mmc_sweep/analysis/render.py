@@ -23,7 +23,7 @@ from mmc_sweep.analysis.columns import VIEWS, barrier_label, path_label
 from mmc_sweep.analysis.seeds import HI, INTERVAL_RULE, LO
 
 FORMATS = ("table", "markdown", "csv", "json")
-SECTIONS = ("summary", "methods", "connectivity", "pareto", "importance")
+SECTIONS = ("summary", "methods", "connectivity", "pareto", "importance", "efficiency")
 UNITS = ("accuracies and cue_reliance are fractions in [0, 1]; barriers are loss barriers in nats "
          "(view after @, path kind in parentheses; none = linear)")
 CONNECTIVITY_UNITS = ("loss: loss barrier, nats (max over α of the loss above the straight line between the ends); "
@@ -144,7 +144,24 @@ def analyze_blocks(report: dict[str, Any], sections: tuple[str, ...] = SECTIONS)
                             notes=("objective front = also non-dominated on the study's objectives alone", s["views"])))
     if "importance" in sections:
         blocks.append(importance_block(report["importance"]))
+    if "efficiency" in sections:
+        blocks += efficiency_blocks(report, explain_empty=sections == ("efficiency",))
     return blocks
+
+
+def efficiency_blocks(report: dict[str, Any], explain_empty: bool = False) -> list[Block]:
+    """Sample efficiency, when some method was measured at more than one n_clean; else nothing, or
+    (``explain_empty``: the section was asked for) a line saying why."""
+    goal = tuple(report["efficiency_goal"])
+    if not any(r["n_clean_tried"] > 1 for r in goal):
+        return [] if not explain_empty else [Block("Sample efficiency", ("method", "n_clean"), (), notes=(
+            "no method was measured at more than one n_clean: nothing to read off (search_spaces/sample_efficiency.yaml "
+            "runs a grid that is)",))]
+    rows = tuple(report["efficiency"])
+    return [Block("Sample efficiency: cue reliance and clean accuracy against n_clean", _columns(rows), rows,
+                  caption="fractions in [0, 1]; n = models averaged (base seeds and settings)"),
+            Block("Smallest n_clean reaching the goal", _columns(goal), goal,
+                  notes=(report["efficiency_rule"], "smallest_n_clean empty: no n_clean tried reached it"))]
 
 
 def _pair_notes(rows: tuple[dict[str, Any], ...]) -> tuple[str, ...]:
@@ -183,7 +200,8 @@ def compare_blocks(report: dict[str, Any]) -> list[Block]:
     notes = (studies[0]["best_rule"] if studies else "", "delta = study minus the first study; noise: whether the two studies' seed intervals overlap",
              *(f"{s['label']}: {s['views']}" for s in studies))
     return [Block("Studies", ("study", "folder", "completed", "missing", "spec hash"), overview),
-            Block("Methods compared", cols, rows, caption=UNITS, notes=notes)]
+            Block("Methods compared", cols, rows, caption=UNITS, notes=notes),
+            *efficiency_blocks(report)]
 
 
 # ------------------------------------------------------------------------------------- formats

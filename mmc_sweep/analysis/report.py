@@ -1,10 +1,11 @@
 """The analyses as plain, JSON-able records: what ``analyze`` and ``compare`` print in every format.
 
 ``analyze``: ``{summary: dict, methods: [row], connectivity: [row], pareto: [row],
-importance: {objective: entry}}``.
+importance: {objective: entry}, efficiency: [row], efficiency_goal: [row], efficiency_rule: str}``.
 ``compare``: ``{studies: [summary], methods: [row per method and metric, one column per study,
-plus the difference of each study from the first]}``; barriers of every path kind any of the
-studies measures (null for a study without that kind).
+plus the difference of each study from the first], efficiency, efficiency_goal, efficiency_rule}``;
+barriers of every path kind any of the studies measures (null for a study without that kind); the
+sample efficiency of the studies' trials taken together.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pandas as pd
 
 from mmc_sweep.analysis.columns import ordered_kinds
 from mmc_sweep.analysis.connectivity import connectivity_table
+from mmc_sweep.analysis.efficiency import efficiency_table, goal_rule, smallest_n_clean
 from mmc_sweep.analysis.load import Study
 from mmc_sweep.analysis.pareto import front_axes, pareto_front
 from mmc_sweep.analysis.seeds import HI, LO, noise_verdict
@@ -24,7 +26,7 @@ from mmc_sweep.analysis.tables import (DEFAULT_TOLERANCE_PP, DEFAULT_TOP, METRIC
                                        summary)
 
 # Counts stored as float64 beside nulls in pandas; reported as integers when whole.
-INTEGER_COLUMNS = frozenset({"n_clean", "n_models", "base_seed", "param_n_clean"})
+INTEGER_COLUMNS = frozenset({"n_clean", "n_models", "base_seed", "param_n_clean", "smallest_n_clean", "n_clean_tried"})
 
 
 def plain(value: Any, column: str = "") -> Any:
@@ -59,12 +61,21 @@ def analyze_report(study: Study, top: int = DEFAULT_TOP, tolerance_pp: float = D
         "connectivity": records(connectivity_table(study.trials, study.spec, top, tolerance_pp)),
         "pareto": records(pareto_front(study.trials, study.spec)),
         "importance": {},
+        **efficiency_report(study.trials, tolerance_pp),
     }
     if importance:
         from mmc_sweep.study.search.importance import param_importances  # lazy: Optuna, in study/search/
 
         report["importance"] = param_importances(study.trials, study.spec)
     return report
+
+
+def efficiency_report(trials: pd.DataFrame, tolerance_pp: float) -> dict[str, Any]:
+    """``efficiency`` (per method and n_clean), ``efficiency_goal`` (per method) and the goal's rule in
+    words (``efficiency_rule``): see :mod:`mmc_sweep.analysis.efficiency`."""
+    table = efficiency_table(trials)
+    return {"efficiency": records(table), "efficiency_goal": records(smallest_n_clean(table, tolerance_pp)),
+            "efficiency_rule": goal_rule(tolerance_pp)}
 
 
 def study_labels(studies: Sequence[Study]) -> list[str]:
@@ -112,4 +123,5 @@ def compare_report(studies: Sequence[Study], tolerance_pp: float = DEFAULT_TOLER
         "studies": [{"label": lab, **{k: plain(v) for k, v in summary(s, tolerance_pp).items()}}
                     for lab, s in zip(labels, studies)],
         "methods": rows,
+        **efficiency_report(pd.concat([s.trials for s in studies], ignore_index=True), tolerance_pp),
     }

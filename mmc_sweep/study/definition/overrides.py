@@ -106,13 +106,15 @@ def _images(finetune: Any) -> dict[str, int]:
 
 
 def _smaller_space(p, seeds: tuple[int, ...]):
-    """A searched image count or epoch count capped like the fixed ones; searched base models (seeds,
+    """A searched image count (a range, or choices) or epoch count capped like the fixed ones; searched base models (seeds,
     cue proportions: each a model to train first) cut to the kept seeds and two proportions; other
     settings kept."""
     if p.name == "base_seed":
         return dataclasses.replace(p, choices=tuple(c for c in p.choices if c in seeds))
     if p.name == "cue_proportion":
         return dataclasses.replace(p, choices=p.choices[:2])
+    if p.type == "categorical" and p.name in ("n_clean", "n_cue"):  # the choices that fit, else the cap itself
+        return dataclasses.replace(p, choices=tuple(c for c in p.choices if c <= SMOKE_CLEAN) or (SMOKE_CLEAN,))
     if p.type == "categorical" or not (p.name in ("n_clean", "n_cue") or p.name.endswith("epochs")):
         return p
     # a searched warm-up at most 1 epoch, as a fixed one (_epochs): it must stay shorter than the run
