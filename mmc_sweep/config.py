@@ -403,6 +403,25 @@ class AlignSpec:
 
 
 @dataclass(frozen=True)
+class RevivalSpec:
+    """Cue revival: a copy of a fine-tuned model re-trained on cue data (every training image cued),
+    its cue reliance measured after each of a few step counts. A model whose fine-tuning removed the
+    cue mechanism should need more steps to lean on the cue again than one whose fine-tuning only hid it."""
+
+    steps: tuple[int, ...] = _help("step counts after which cue reliance is measured (increasing)", (1, 2, 4, 8, 16, 32))
+    lr: float = _help("SGD learning rate of the re-training (plain momentum 0.9, no weight decay)", 0.01)
+    batch_size: int = _help("cue images per step", 64)
+    seed: int = _help("seed of the batch order (a stream of its own, derived from it)", 0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(self.steps))
+        _check(len(self.steps) > 0 and all(isinstance(s, int) and s >= 1 for s in self.steps)
+               and list(self.steps) == sorted(set(self.steps)), "revival.steps", "increasing whole numbers >= 1", self.steps)
+        _check(self.lr > 0, "revival.lr", "a number > 0", self.lr)
+        _check(self.batch_size >= 1, "revival.batch_size", "an integer >= 1", self.batch_size)
+
+
+@dataclass(frozen=True)
 class QMCSpec:
     """Training of the midpoint theta of the quadratic Bezier path ``(1-a)^2 A + 2a(1-a) theta + a^2 B``.
 
