@@ -9,6 +9,9 @@
   same way. Nothing is reported to Optuna for a stopped trial, so the journal never marks it FAIL.
 * After it (compaction, the summary): that step finishes (each is atomic or only prints), then the
   run ends. Every phase ends with 130 after SIGINT and 143 after SIGTERM; ``resume`` goes on.
+
+A study that cannot go on (its storage is full) stops itself the same way (:meth:`Interrupts.fail`)
+and ends with exit code 1 and the reason.
 """
 from __future__ import annotations
 
