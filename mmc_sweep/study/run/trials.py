@@ -29,13 +29,13 @@ from ray import tune
 from mmc_sweep.config import DataSpec, FinetuneSpec, to_dict
 from mmc_sweep.costs import PhaseClock
 from mmc_sweep.data import CueTask, build_task
+from mmc_sweep.errors import StorageFull
 from mmc_sweep.experiment import Pair, device_label, finetune_and_measure, measure_paths, train_base
 from mmc_sweep.finetune import total_epochs
 from mmc_sweep.gpu_share import claim_share, peak_mb
 from mmc_sweep.metrics import view_metrics
 from mmc_sweep.paths import EndpointRows
 from mmc_sweep.study.definition.spec import StudySpec
-from mmc_sweep.errors import StorageFull
 from mmc_sweep.study.faults import fault, switch
 from mmc_sweep.study.run.jobs import STORED_KEY
 from mmc_sweep.study.search.searcher import REUSE_KEY, ROWS_KEY  # ROWS_KEY: the final report's rows (JSON)
