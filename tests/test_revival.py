@@ -16,7 +16,7 @@ SPEC = RevivalSpec(steps=(1, 4, 16, 64), lr=0.05, batch_size=64)
 @pytest.fixture(scope="module")
 def cue_model(trained_clean_pair):
     task = trained_clean_pair[0]
-    return train_base(task, "cue", ModelSpec(width=16), TrainSpec(epochs=4, seed=0), torch.device("cpu"))
+    return train_base(task, "cue", ModelSpec(width=16), TrainSpec(epochs=2, seed=0), torch.device("cpu"))
 
 
 def test_the_cue_model_needs_no_step_and_a_clean_model_needs_some(trained_clean_pair, cue_model):
