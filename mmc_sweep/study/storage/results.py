@@ -150,7 +150,8 @@ def finished_trials(store: Store, study: str) -> set[str]:
 
 
 def _damaged(store: Store, path: str, err: Exception) -> InputError:
-    where = path if store.local_root is not None else f"{store.uri} : {path}"
+    # named as the user would type it: a local path, or the file's URI (its query at the end)
+    where = path if store.local_root is not None else store.uri_of(*path[len(store.root) + 1:].split("/"))
     return InputError(f"{where}: not a readable Parquet file ({first_line(err)}); mmc-sweep will not build on it: "
                       "restore it, or move it out of the study folder (its trial then counts as missing)")
 
