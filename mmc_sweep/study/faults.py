@@ -67,17 +67,24 @@ def kill_if(name: str, value: str) -> None:
 _PASSES: dict[str, tuple[str | None, int]] = {}  # point -> (the switch's text, times passed since it was set)
 
 
-def passes(name: str) -> int:
-    """Test-only: how often this process passed point ``name`` (this call included) since the switch
-    (its whole text) was set; 0 when the point is unset. For points that fire after N passes."""
-    text = os.environ.get(ENV)
-    if fault(name) is None:
+def nth_pass(name: str) -> tuple[int, int] | None:
+    """Test-only, for points whose value N counts passes: (how often this process passed point
+    ``name``, this call included, since the switch (its whole text) was set; N), or None when unset."""
+    text, value = os.environ.get(ENV), fault(name)
+    if value is None:
         _PASSES.pop(name, None)
-        return 0
+        return None
     switch_text, count = _PASSES.get(name, (None, 0))
     count = count + 1 if switch_text == text else 1
     _PASSES[name] = (text, count)
-    return count
+    return count, int(value)
+
+
+def kill_at_pass(name: str) -> None:
+    """SIGKILL this process (as :func:`kill_if`) at its Nth pass of point ``name``."""
+    passed = nth_pass(name)
+    if passed is not None and passed[0] == passed[1]:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def switch(**points: object) -> dict[str, str]:

@@ -12,7 +12,7 @@ import yaml
 from mmc_sweep.errors import InputError
 from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.definition.spec import StudySpec, dump_study, load_study, parse_study
-from mmc_sweep.study.storage.store import Store
+from mmc_sweep.study.storage.store import Store, split_query
 
 STUDY_FILE = "study.yaml"
 
@@ -40,11 +40,11 @@ def prepare_study_folder(store: Store, spec: StudySpec) -> None:
 def load_resumable(study_dir: str, filesystem=None) -> tuple[StudySpec, RunOptions]:
     """The spec and storage of an existing study folder (``resume``): a local path, a URI, or a path
     on ``filesystem`` (a ``pyarrow.fs.FileSystem``)."""
-    folder, sep, query = study_dir.partition("?")  # s3://bucket/studies/NAME?endpoint_override=…
-    folder = folder.rstrip("/")
+    # s3://bucket/studies/NAME?endpoint_override=…: the query belongs to the storage (a local path has none)
+    folder, query = split_query(study_dir) if "://" in study_dir else (study_dir.rstrip("/"), "")
     if "://" in folder or filesystem is not None:
         parent, name = folder.rsplit("/", 1) if "/" in folder else ("", folder)
-        parent += sep + query
+        parent += query
         store = Store.open(parent, filesystem)
         if not store.exists(name, STUDY_FILE):
             raise InputError(f"{study_dir}: not a study folder (no {STUDY_FILE})")

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from mmc_sweep.study.definition.spec import SearchSpec
-from mmc_sweep.study.faults import kill_if
+from mmc_sweep.study.faults import kill_at_pass
 from mmc_sweep.study.search.record import TUNE_ID, OptunaRecord, finite_values, tell_once
 from mmc_sweep.study.search.samplers import rebuild, snapshot
 
@@ -62,7 +62,6 @@ class StudySearcher(Searcher):
         self.space = distributions(search)
         self.sampler = rebuild(search, None)
         self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
-        self.asked = 0  # Optuna trials this searcher (this driver) asked for
         self._study: optuna.Study | None = None
 
     @property
@@ -76,8 +75,7 @@ class StudySearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict:
         trial = self.study.ask(self.space)
-        self.asked += 1
-        kill_if("kill_between_ask_and_tag", str(self.asked))  # tests: an Optuna trial no Tune trial will ever own
+        kill_at_pass("kill_between_ask_and_tag")  # tests: an Optuna trial no Tune trial will ever own
         trial.set_user_attr(TUNE_ID, trial_id)
         self.numbers[trial_id] = trial.number
         config = dict(trial.params)
@@ -105,5 +103,4 @@ class StudySearcher(Searcher):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.asked = 0  # a restored searcher is a new driver's
         self.sampler = rebuild(self.search, state["sampler"])

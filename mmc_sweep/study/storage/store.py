@@ -15,7 +15,14 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from mmc_sweep.errors import StorageFull
-from mmc_sweep.study.faults import fault, passes
+from mmc_sweep.study.faults import nth_pass
+
+
+def split_query(location: str) -> tuple[str, str]:
+    """(the location without a trailing ``/``, its query with the ``?``, or ""):
+    ``s3://b/studies/?endpoint_override=…`` -> (``s3://b/studies``, ``?endpoint_override=…``)."""
+    base, sep, query = location.partition("?")
+    return base.rstrip("/"), sep + query
 
 
 @dataclass(frozen=True)
@@ -36,8 +43,7 @@ class Store:
             return Store(filesystem, root, f"{filesystem.type_name}:{getattr(filesystem, 'base_path', '')}{root}")
         if "://" in location:
             fs, root = pafs.FileSystem.from_uri(location)
-            base, sep, query = location.partition("?")
-            return Store(fs, root.rstrip("/"), base.rstrip("/") + sep + query)
+            return Store(fs, root.rstrip("/"), "".join(split_query(location)))
         path = str(Path(location).expanduser().resolve())
         return Store(pafs.LocalFileSystem(), path, path)
 
@@ -58,8 +64,8 @@ class Store:
 
     def uri_of(self, *parts: str) -> str:
         """The URI (or path) of ``parts`` below the root, as a user would type it: a query stays at the end."""
-        base, sep, query = self.uri.partition("?")
-        return "/".join([base, *parts]) + sep + query
+        base, query = split_query(self.uri)
+        return "/".join([base, *parts]) + query
 
     def exists(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
@@ -75,7 +81,7 @@ class Store:
         folder, name = final.rsplit("/", 1)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            if passes("disk_full_after") > int(fault("disk_full_after") or 0):  # tests only: a full storage
+            if (passed := nth_pass("disk_full_after")) and passed[0] > passed[1]:  # tests only: a full storage
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), final)
             self.fs.create_dir(folder, recursive=True)
             with self.fs.open_output_stream(tmp) as f:
