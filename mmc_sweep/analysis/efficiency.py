@@ -9,13 +9,11 @@ of the best mean clean accuracy of any method at any ``n_clean`` of the same tab
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
-from mmc_sweep.analysis.seeds import HI, LO, interval
-from mmc_sweep.analysis.tables import completed, with_n_clean
+from mmc_sweep.analysis.seeds import HI, LO
+from mmc_sweep.analysis.tables import completed, mean_row, with_n_clean, within_tolerance
 
 GOAL_CUE_RELIANCE = 0.05  # at or below: the model no longer follows the cue (0: chance, 1: the cue model's)
 METRICS = ("cue_reliance", "acc_clean")
@@ -32,14 +30,8 @@ def efficiency_table(trials: pd.DataFrame) -> pd.DataFrame:
     how many, and the mean and seed interval of each of :data:`METRICS`; by method, then n_clean."""
     done = with_n_clean(completed(trials))
     done = done[done["role"].isin(("baseline", "search")) & done["n_clean"].notna() & done["method"].notna()]
-    rows = []
-    for (method, n_clean), group in done.groupby(["method", "n_clean"], sort=True):
-        row = {"method": method, "n_clean": int(n_clean), "n_models": len(group)}
-        for metric in METRICS:
-            values = pd.to_numeric(group[metric], errors="coerce")
-            row[metric] = float(values.mean()) if values.notna().any() else math.nan
-            row[metric + LO], row[metric + HI] = interval(values.tolist())
-        rows.append(row)
+    rows = [{**mean_row(method, "", group, METRICS), "n_clean": int(n_clean)}  # the method table's averaging
+            for (method, n_clean), group in done.groupby(["method", "n_clean"], sort=True)]
     return pd.DataFrame(rows, columns=list(ROWS))
 
 
@@ -49,9 +41,7 @@ def smallest_n_clean(table: pd.DataFrame, tolerance_pp: float) -> pd.DataFrame:
     columns = ["method", "smallest_n_clean", "cue_reliance", "acc_clean", "n_clean_tried"]
     if table.empty:
         return pd.DataFrame(columns=columns)
-    best = table["acc_clean"].max()
-    # 1e-9 absorbs float noise: a method exactly tolerance_pp below the best still qualifies
-    reached = (table["cue_reliance"] <= GOAL_CUE_RELIANCE) & (table["acc_clean"] >= best - tolerance_pp / 100 - 1e-9)
+    reached = (table["cue_reliance"] <= GOAL_CUE_RELIANCE) & within_tolerance(table["acc_clean"], tolerance_pp)
     rows = []
     for method, group in table.groupby("method", sort=True):
         hits = group[reached[group.index]]

@@ -51,6 +51,12 @@ def with_n_clean(trials: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def within_tolerance(acc_clean: pd.Series, tolerance_pp: float) -> pd.Series:
+    """Which clean accuracies are within ``tolerance_pp`` percentage points of the best of them (1e-9
+    absorbs float noise: one exactly ``tolerance_pp`` below the best still qualifies)."""
+    return acc_clean >= acc_clean.max() - tolerance_pp / 100.0 - 1e-9
+
+
 def rank_search(trials: pd.DataFrame, tolerance_pp: float = DEFAULT_TOLERANCE_PP) -> pd.DataFrame:
     """Completed search trials, best first by :func:`best_rule`; column ``within_tolerance`` added."""
     s = completed(trials)
@@ -58,8 +64,7 @@ def rank_search(trials: pd.DataFrame, tolerance_pp: float = DEFAULT_TOLERANCE_PP
     if s.empty:
         s["within_tolerance"] = pd.Series(dtype=bool)
         return s
-    # 1e-9 absorbs float noise so a trial exactly tolerance_pp below the best still qualifies.
-    s["within_tolerance"] = s["acc_clean"] >= s["acc_clean"].max() - tolerance_pp / 100.0 - 1e-9
+    s["within_tolerance"] = within_tolerance(s["acc_clean"], tolerance_pp)
     s["_neg_acc"] = -s["acc_clean"]
     s = s.sort_values(["within_tolerance", "cue_reliance", "_neg_acc", "trial_id"],
                       ascending=[False, True, True, True], kind="stable")
