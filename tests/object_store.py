@@ -5,7 +5,6 @@ so its workers have them too); a study reaches the server through the URI's quer
 """
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
+
+from ports import free_port
 
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "mmc-sweep-tests", "AWS_SECRET_ACCESS_KEY": "mmc-sweep-tests",
                     "AWS_EC2_METADATA_DISABLED": "true"}  # no probe of an instance's metadata service
@@ -59,15 +60,9 @@ class S3Server:
         return local
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_s3_server(log: Path, bucket: str) -> tuple[subprocess.Popen, S3Server]:
     """``moto.server`` on a free port, answering, with ``bucket`` created."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     server = S3Server(f"127.0.0.1:{port}")

@@ -10,13 +10,14 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from ports import free_port
 
 
 def _bin_dir() -> Path | None:
@@ -26,12 +27,6 @@ def _bin_dir() -> Path | None:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PostgresServer:
@@ -52,7 +47,7 @@ class PostgresServer:
         data = self.folder / "data"
         subprocess.run(run_as + [str(bin_dir / "initdb"), "-D", str(data), "-U", "mmc", "--auth=trust", "--no-sync",
                                  "-E", "UTF8"], check=True, capture_output=True)
-        port = _free_port()
+        port = free_port()
         self.log = (self.folder / "server.log").open("w")
         # TCP on 127.0.0.1 only (no Unix socket: its default folder may not be writable); no fsync: a test
         self.proc = subprocess.Popen(run_as + [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1",

@@ -13,7 +13,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from extras import require
+from ports import free_port
 
 README = Path(__file__).resolve().parent.parent / "docs" / "analysis.md"  # where the DuckDB query is shown
 TOLERANCE = 1e-12
@@ -158,12 +158,6 @@ def test_duckdb_path_barriers_match_pandas_and_the_trials_table(study_folder):
         assert _same(row["barrier"], trials.at[trial_id, column]), (key, row["barrier"], trials.at[trial_id, column])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str):
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
@@ -183,7 +177,7 @@ def dashboard(study_folder, tmp_path):
     require("optuna_dashboard")
     journal = study_folder / "optuna.journal"
     assert journal.is_file()
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "dashboard.log"
     with open(log, "wb") as out:  # a file, not a pipe: the server logs every request
         proc = subprocess.Popen(_dashboard_command() + [str(journal), "--host", "127.0.0.1", "--port", str(port),
