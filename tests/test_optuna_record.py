@@ -24,7 +24,9 @@ from postgres_server import PostgresServer
 from study_files import search, write_study
 
 OBJECTIVES = ["acc_rand_cue", "cue_reliance"]
-STOP_EPOCHS = 16  # stopped after a trial's 4th epoch: Tune's stop lands epochs later, the trial must still be training
+# stopped after a trial's 4th epoch: Tune's stop lands epochs later (more on an object store, where 16
+# once was too few: the trial had ended), and the trial must still be training then
+STOP_EPOCHS = 24
 
 
 @pytest.fixture
