@@ -130,8 +130,11 @@ def latest_checkpoints(folder: Path) -> dict[str, int]:
 
 
 def in_tune_snapshot(folder: Path) -> str:
-    """The text of the Tune experiment snapshots the study's storage holds (what a resume restores)."""
-    return "".join(p.read_text() for p in (folder / "tune" / "study").glob("experiment_state-*.json"))
+    """The text of the newest Tune experiment snapshot in the study's storage: the one a resume
+    restores (each driver writes its own, named by when it started; an older one may hold trials the
+    newest has dropped)."""
+    snapshots = sorted((folder / "tune" / "study").glob("experiment_state-*.json"))
+    return snapshots[-1].read_text() if snapshots else ""
 
 
 def running_trial_ready(folder: Path, min_checkpoint: int, finished_before: int = 0, in_snapshot: bool = False) -> bool:
