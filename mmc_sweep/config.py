@@ -408,15 +408,16 @@ class RevivalSpec:
     its cue reliance measured after each of a few step counts. A model whose fine-tuning removed the
     cue mechanism should need more steps to lean on the cue again than one whose fine-tuning only hid it."""
 
-    steps: tuple[int, ...] = _help("step counts after which cue reliance is measured (increasing)", (1, 2, 4, 8, 16, 32))
+    steps: tuple[int, ...] = _help("step counts after which cue reliance is measured, increasing (e.g. [1, 2, 4, 8, 16, 32]); "
+                                   "[]: no revival is measured", ())
     lr: float = _help("SGD learning rate of the re-training (plain momentum 0.9, no weight decay)", 0.01)
     batch_size: int = _help("cue images per step", 64)
     seed: int = _help("seed of the batch order (a stream of its own, derived from it)", 0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))
-        _check(len(self.steps) > 0 and all(isinstance(s, int) and s >= 1 for s in self.steps)
-               and list(self.steps) == sorted(set(self.steps)), "revival.steps", "increasing whole numbers >= 1", self.steps)
+        _check(all(isinstance(s, int) and s >= 1 for s in self.steps) and list(self.steps) == sorted(set(self.steps)),
+               "revival.steps", "increasing whole numbers >= 1", list(self.steps))
         _check(self.lr > 0, "revival.lr", "a number > 0", self.lr)
         _check(self.batch_size >= 1, "revival.batch_size", "an integer >= 1", self.batch_size)
 

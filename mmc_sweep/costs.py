@@ -3,7 +3,8 @@ resolution (more path kinds, points, midpoint epochs) against compute.
 
 Phases: ``finetune`` (training, with its per-epoch metrics), ``align`` (matching hidden units for
 LMCP paths), ``midpoint`` (training or loading QMC midpoints) and ``paths`` (evaluating every path
-point, BatchNorm re-estimation included). Plain PyTorch, device-agnostic.
+point, BatchNorm re-estimation included) and ``revival`` (re-training on cue data and measuring the cue
+reliance of every step count: :mod:`mmc_sweep.revival`; 0 with revival off). Plain PyTorch, device-agnostic.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Iterator
 
 import torch
 
-COST_PHASES = ("finetune", "align", "midpoint", "paths")
+COST_PHASES = ("finetune", "align", "midpoint", "paths", "revival")
 # trial columns (seconds; cost_gpu_s: the trial's wall seconds times the GPU share it held, null off a GPU)
 COST_METRICS = tuple(f"cost_{p}_s" for p in COST_PHASES) + ("cost_gpu_s",)
 
@@ -21,7 +22,7 @@ COST_METRICS = tuple(f"cost_{p}_s" for p in COST_PHASES) + ("cost_gpu_s",)
 class PhaseClock:
     """Seconds spent per phase, accumulated over ``with clock.phase(name):`` blocks (``seconds``: a
     resumed trial's earlier totals). On a GPU each block ends with one wait for the device, so the
-    work a phase queued is counted in that phase (four waits a trial, not one per step)."""
+    work a phase queued is counted in that phase (a few waits a trial, not one per step)."""
 
     def __init__(self, device: torch.device | None = None, seconds: dict[str, float] | None = None) -> None:
         self.device = device

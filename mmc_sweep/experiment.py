@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from mmc_sweep.config import (BASE_KINDS, AlignSpec, BaseModelSpec, FinetunedSpec, FinetuneSpec, ModelSpec, PathSpec,
-                              QMCSpec, TrainSpec, spec_hash)
+                              QMCSpec, RevivalSpec, TrainSpec, spec_hash)
 from mmc_sweep.costs import PhaseClock, clocked
 from mmc_sweep.data import CueTask
 from mmc_sweep.finetune import cue_pool, finetune
@@ -20,6 +20,7 @@ from mmc_sweep.metrics import view_metrics
 from mmc_sweep.models import CueModel, create_model
 from mmc_sweep.paths import EndpointRows, MidpointStore, PairContext, barrier_metric, barriers, measure_pair
 from mmc_sweep.paths.midpoint import midpoint_key_specs
+from mmc_sweep.revival import revival_curve, revival_metrics
 from mmc_sweep.train import EpochCallback, train_model
 
 
@@ -151,15 +152,17 @@ def finetune_and_measure(
     epoch_views: bool = True,
     endpoints: EndpointRows | None = None,
     clock: PhaseClock | None = None,
-) -> tuple[dict[str, float], list[dict]]:
+    revival: RevivalSpec = RevivalSpec(),
+) -> tuple[dict[str, float], list[dict], list[dict]]:
     """One fine-tuning run as a study trial does it: fine-tune, measure the views after every epoch
-    (only the training loss without ``epoch_views``), then measure the final model and its paths
-    ``cue_to_ft`` and ``ft_to_clean``. ``clock``: where each phase's seconds are counted
-    (:mod:`mmc_sweep.costs`; fine-tuning includes the model's own view metrics).
+    (only the training loss without ``epoch_views``), then measure the final model, its paths
+    ``cue_to_ft`` and ``ft_to_clean`` and, with ``revival.steps``, its cue revival. ``clock``: where
+    each phase's seconds are counted (:mod:`mmc_sweep.costs`; fine-tuning includes the model's own
+    view metrics).
 
     ``keys``: the specs of the cue and clean models, which with ``spec`` identify every endpoint
-    (QMC midpoints are stored by them). Returns the final metrics (view metrics and barriers) and
-    the path rows.
+    (QMC midpoints are stored by them). Returns the final metrics (view metrics, barriers and
+    ``revival_steps``/``revival_auc``), the path rows and the revival curve (empty with revival off).
     """
 
     def after_epoch(epoch, loss, model, checkpoint) -> None:
@@ -181,4 +184,9 @@ def finetune_and_measure(
     barriers, rows = measure_paths(task, pairs, paths, seed=seed, midpoints=midpoints, endpoints=endpoints, clock=clock)
     with clocked(clock, "finetune"):  # the fine-tuned model's own view metrics
         final = view_metrics(model, task.views)
-    return {**final, **barriers}, rows
+    if not revival.steps:
+        return {**final, **barriers}, rows, []
+    with clocked(clock, "revival"):
+        curve = revival_curve(task, model, revival)
+        cue_reliance = view_metrics(cue_model, task.views)["cue_reliance"]  # the level to regain
+    return {**final, **barriers, **revival_metrics(curve, cue_reliance)}, rows, curve

@@ -21,6 +21,7 @@ from mmc_sweep.models import CueModel
 from mmc_sweep.train import PlainSGD
 
 MOMENTUM = 0.9
+REVIVAL_METRICS = ("revival_steps", "revival_auc")  # trial columns (and search objectives) of a revival
 
 
 def revival_curve(task: CueTask, model: CueModel, spec: RevivalSpec) -> list[dict[str, float]]:
@@ -28,6 +29,8 @@ def revival_curve(task: CueTask, model: CueModel, spec: RevivalSpec) -> list[dic
     ``spec``: a copy of ``model`` re-trained on ``task.train_cue`` (``model`` itself is left as it is).
     Batches are drawn with replacement from a generator of the revival's own seed stream, so the
     curve of a model is the same whatever was measured before it."""
+    if not spec.steps:
+        return []
     revived = copy.deepcopy(model)
     optimizer = PlainSGD(revived.parameters(), lr=spec.lr, momentum=MOMENTUM)
     data = task.train_cue
@@ -50,11 +53,19 @@ def _point(step: int, model: CueModel, task: CueTask) -> dict[str, float]:
     return {"step": step, "cue_reliance": metrics["cue_reliance"], "acc_clean": metrics["acc_clean"]}
 
 
-def revival_steps(curve: list[dict[str, float]], cue_model_reliance: float) -> int | None:
+def revival_steps(curve: list[dict[str, float]], cue_model_reliance: float) -> float:
     """Steps until cue reliance regains half of the cue model's: the first measured step count at
-    which it is at least that (0: the model never lost it); None when no measured count reaches it."""
+    which it is at least that (0: the model never lost it); ``inf`` when no measured count reaches it
+    (censored: more than the last count), so it sorts as the slowest and stays a valid objective."""
     threshold = cue_model_reliance / 2
-    return next((int(p["step"]) for p in curve if p["cue_reliance"] >= threshold), None)
+    return next((float(p["step"]) for p in curve if p["cue_reliance"] >= threshold), math.inf)
+
+
+def revival_metrics(curve: list[dict[str, float]], cue_model_reliance: float) -> dict[str, float]:
+    """The trial columns of a revival curve (none for an empty one: revival off)."""
+    if not curve:
+        return {}
+    return {"revival_steps": revival_steps(curve, cue_model_reliance), "revival_auc": revival_auc(curve)}
 
 
 def revival_auc(curve: list[dict[str, float]]) -> float:

@@ -144,7 +144,7 @@ def first_study(ray_cluster, tmp_path_factory):
     from study_files import write_study
 
     root = tmp_path_factory.mktemp("studies")
-    spec_file = write_study(root, "first")
+    spec_file = write_study(root, "first", revival={"steps": [1, 4], "batch_size": 32})  # and every trial's cue revival
     code = main(["run", str(spec_file), "--storage", str(root / "store")])
     return code, root / "store"
 

@@ -113,7 +113,8 @@ def test_json_output(study_dir, capsys):
     assert code == 0
     report = json.loads(out)
     assert set(report) == {"summary", "methods", "connectivity", "pareto", "importance", "efficiency", "efficiency_goal",
-                           "efficiency_rule"}
+                           "efficiency_rule", "revival", "revival_curves", "revival_rule"}
+    assert report["revival"] == [] and report["revival_curves"] == []  # its trials measured no revival
     s = report["summary"]
     assert (s["study"], s["spec_hash"], s["trials_completed"], s["trials_failed"], s["trials_pruned"]) == \
         ("handmade", SPEC_HASH, 11, 1, 0)

@@ -34,8 +34,9 @@ from mmc_sweep.study.storage.results import TABLES as RESULT_TABLES
 from mmc_sweep.study.storage.results import finished_trials, read_trial, read_trials, write_trial
 from mmc_sweep.study.storage.store import Store
 
-TABLES = ("trials", "paths", "history")
-KEYS = {"trials": ["trial_id"], "paths": ["trial_id", "path", "kind", "alpha", "view"], "history": ["trial_id", "epoch"]}
+TABLES = ("trials", "paths", "history", "revival")
+KEYS = {"trials": ["trial_id"], "paths": ["trial_id", "path", "kind", "alpha", "view"], "history": ["trial_id", "epoch"],
+        "revival": ["trial_id", "step"]}
 
 
 def glob_table(folder: Path, table: str) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from mmc_sweep.config import AlignSpec, FinetuneSpec, PathSpec, QMCSpec
+from mmc_sweep.config import AlignSpec, FinetuneSpec, PathSpec, QMCSpec, RevivalSpec
 from mmc_sweep.costs import COST_PHASES, PhaseClock
 from mmc_sweep.experiment import finetune_and_measure
 
@@ -30,9 +30,13 @@ def test_each_phase_of_a_fine_tuning_trial_is_counted_once(trained_clean_pair, k
     paths = PathSpec(kinds=kinds, alphas=3, align=AlignSpec(batches=1, batch_size=64), qmc=QMCSpec(epochs=1, batch_size=64))
     clock = PhaseClock(torch.device("cpu"))
     started = time.perf_counter()
-    finetune_and_measure(task, cue, clean, FinetuneSpec(method="naive_ft", epochs=1, n_clean=64), paths, clock=clock)
+    revival = RevivalSpec(steps=(1, 2), batch_size=16) if "qmc" in kinds else RevivalSpec()  # and with revival off
+    final, _, curve = finetune_and_measure(task, cue, clean, FinetuneSpec(method="naive_ft", epochs=1, n_clean=64), paths,
+                                           clock=clock, revival=revival)
     wall = time.perf_counter() - started
     s = clock.seconds
     assert s["finetune"] > 0 and s["paths"] > 0
-    assert (s["align"] > 0, s["midpoint"] > 0) == ("lmcp" in kinds, "qmc" in kinds), s
+    assert (s["align"] > 0, s["midpoint"] > 0, s["revival"] > 0) == ("lmcp" in kinds, "qmc" in kinds, "qmc" in kinds), s
+    assert [p["step"] for p in curve] == ([0, *revival.steps] if revival.steps else [])
+    assert ("revival_steps" in final) == bool(revival.steps)
     assert sum(s.values()) <= wall  # no second counted twice

@@ -46,7 +46,7 @@ def test_a_trial_keeps_its_data_and_models_on_its_gpu_and_reports_its_peak():
     task = build_task(DataSpec(n_train=600, n_test=200), device)
     assert task.train.x.device.type == "cuda" and task.views["clean"].x.device.type == "cuda"
     cue, clean = (train_base(task, kind, ModelSpec(width=8), TrainSpec(epochs=1), device) for kind in ("cue", "clean"))
-    final, rows = finetune_and_measure(task, cue, clean, FinetuneSpec(epochs=1, n_clean=100), PathSpec(alphas=3))
+    final, rows, _ = finetune_and_measure(task, cue, clean, FinetuneSpec(epochs=1, n_clean=100), PathSpec(alphas=3))
     assert all(p.device.type == "cuda" for p in cue.parameters())
     assert 0 < peak_mb(device) < 0.5 * torch.cuda.get_device_properties(device).total_memory / 2**20
     assert 0 <= final["acc_clean"] <= 1 and rows

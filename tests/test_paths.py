@@ -242,7 +242,7 @@ def test_paths_on_fully_cued_views_while_the_tables_use_the_training_proportion(
     cue_model = train_base(task, "cue", ModelSpec(width=8), TrainSpec(epochs=3, lr=0.1, batch_size=32), torch.device("cpu"))
     clean_model = _model(1)
     paths = PathSpec(alphas=2, views=config.VIEWS, bn_reset=BNResetSpec(mode="none"), views_cue="full")
-    final, rows = finetune_and_measure(task, cue_model, clean_model, FinetuneSpec(method="none", n_clean=40), paths)
+    final, rows, _ = finetune_and_measure(task, cue_model, clean_model, FinetuneSpec(method="none", n_clean=40), paths)
     assert {r["views_cue"] for r in rows} == {"full"}
     at_cue_model = {r["view"]: r["loss"] for r in rows if r["alpha"] == 0.0}  # method none: the cue model itself
     on_full, on_train = view_metrics(cue_model, full), view_metrics(cue_model, task.views)
@@ -273,8 +273,8 @@ def test_epoch_metrics_loss_skips_the_views_and_trains_the_same_model():
         history = []
         runs[views] = finetune_and_measure(task, cue_model, _model(1), ft, paths, epoch_views=views,
                                            on_epoch=lambda epoch, metrics, checkpoint: history.append(metrics)), history
-    (final_views, rows_views), history_views = runs[True]
-    (final_loss, rows_loss), history_loss = runs[False]
+    (final_views, rows_views, _), history_views = runs[True]
+    (final_loss, rows_loss, _), history_loss = runs[False]
     assert [set(m) for m in history_loss] == [{"train_loss"}] * 2
     assert {"train_loss", "acc_rand_cue", "cue_reliance", "rep_cosine"} <= set(history_views[0])
     assert [m["train_loss"] for m in history_loss] == [m["train_loss"] for m in history_views]

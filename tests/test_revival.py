@@ -2,6 +2,8 @@
 reliance after each step count. Real training on the embedded data."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -34,7 +36,7 @@ def test_the_cue_model_needs_no_step_and_a_clean_model_needs_some(trained_clean_
     assert clean_curve[0]["cue_reliance"] < reliance / 2  # a clean model ignores the cue ...
     assert clean_curve[-1]["cue_reliance"] > clean_curve[0]["cue_reliance"] + 0.1  # ... and learns it on cue data
     steps = revival_steps(clean_curve, reliance)
-    assert steps is not None and steps > 0, clean_curve  # half the cue model's reliance, within 64 steps
+    assert 0 < steps < math.inf, clean_curve  # half the cue model's reliance, within 64 steps
     assert revival_auc(clean_curve) < revival_auc(cue_curve)
     assert revival_curve(task, clean, SPEC) == clean_curve  # its own seed stream: the same curve again
 
@@ -42,11 +44,11 @@ def test_the_cue_model_needs_no_step_and_a_clean_model_needs_some(trained_clean_
 def test_steps_and_area_by_hand():
     curve = [{"step": 0, "cue_reliance": 0.0}, {"step": 2, "cue_reliance": 0.2}, {"step": 8, "cue_reliance": 0.5}]
     assert revival_steps(curve, cue_model_reliance=0.8) == 8  # the first count at or above 0.4
-    assert revival_steps(curve, cue_model_reliance=1.2) is None  # 0.6 is never reached
+    assert revival_steps(curve, cue_model_reliance=1.2) == math.inf  # 0.6 is never reached
     assert revival_auc(curve) == pytest.approx(0.7 / 3)
 
 
-@pytest.mark.parametrize("bad, key", [({"steps": ()}, "revival.steps"), ({"steps": (4, 2)}, "revival.steps"),
+@pytest.mark.parametrize("bad, key", [({"steps": (0, 2)}, "revival.steps"), ({"steps": (4, 2)}, "revival.steps"),
                                       ({"lr": 0.0}, "revival.lr"), ({"batch_size": 0}, "revival.batch_size")])
 def test_bad_settings_are_refused(bad, key):
     with pytest.raises(ValueError, match=key):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -88,6 +89,15 @@ def test_four_trial_study_end_to_end(first_study):
     history = _table(folder, "history")
     for r in search:
         assert sorted(h["epoch"] for h in history if h["trial_id"] == r["trial_id"]) == [1, 2, 3]
+    revival = _table(folder, "revival")
+    cue_model = next(r for r in by_role["base"] if r["method"] == "base_cue")
+    for r in search + by_role["baseline"]:  # each fine-tuned model re-trained on cue data: steps 0, 1 and 4
+        curve = sorted((p["step"], p["cue_reliance"]) for p in revival if p["trial_id"] == r["trial_id"])
+        assert [s for s, _ in curve] == [0, 1, 4] and curve[0][1] == pytest.approx(r["cue_reliance"]), r["trial_id"]
+        reached = [s for s, c in curve if c >= cue_model["cue_reliance"] / 2]  # revival_steps, by hand
+        assert r["revival_steps"] == (reached[0] if reached else math.inf), (curve, cue_model["cue_reliance"])
+        assert r["revival_auc"] == pytest.approx(sum(c for _, c in curve) / 3) and r["cost_revival_s"] > 0
+    assert not [p for p in revival if p["trial_id"].startswith("base_")]
 
     meta = ds.dataset(str(folder / "results" / "trials"), format="parquet").schema.metadata
     assert {b"mmc_sweep.spec_hash", b"mmc_sweep.versions", b"mmc_sweep.device"} <= set(meta)
@@ -97,12 +107,12 @@ def test_a_finished_study_is_compacted(first_study):
     """Compacted once, when its experiment ended: every trial's part files in one file per table."""
     _, store = first_study
     results = store / "first" / "results"
-    for name in ("trials", "paths", "history"):
+    for name in ("trials", "paths", "history", "revival"):
         assert [p.name for p in (results / name).glob("*.parquet")] == ["compacted-000001-000.parquet"], name
         assert json.loads((results / name / "_compaction.json").read_text())["generation"] == 1
     ids = json.loads(pq.read_schema(results / "trials" / "compacted-000001-000.parquet").metadata[b"mmc_sweep.trial_ids"])
     assert sorted(ids) == sorted(r["trial_id"] for r in _table(store / "first", "trials")) and len(ids) == 2 + 1 + 4
-    assert sorted(p.name for p in results.iterdir()) == ["history", "paths", "trials"]  # no staging folder left
+    assert sorted(p.name for p in results.iterdir()) == ["history", "paths", "revival", "trials"]  # no staging folder left
 
 
 def test_every_row_names_the_cluster_node_it_ran_on(first_study):
@@ -153,6 +163,13 @@ def test_analysis_reads_what_the_harness_wrote(first_study, capsys):
     report = json.loads(capsys.readouterr().out)
     assert {"base_cue", "base_clean", "naive_ft", "cbft"} <= {row["method"] for row in report["methods"]}
     assert report["pareto"] and all(row["method"] == "cbft" for row in report["pareto"])
+    trials = {r["trial_id"]: r for r in _table(store / "first", "trials")}
+    revival = {r["method"]: r for r in report["revival"]}  # per method: the median of its models' steps
+    assert sorted(revival) == ["cbft", "naive_ft"] and revival["cbft"]["n_models"] == 4
+    steps = sorted(r["revival_steps"] for r in trials.values() if r["method"] == "cbft")
+    median = (steps[1] + steps[2]) / 2
+    assert revival["cbft"]["revival_steps"] == (median if math.isfinite(median) else None)
+    assert revival["cbft"]["not_revived"] == sum(map(math.isinf, steps))
 
 
 def _status(folder, capsys) -> dict[str, tuple[int, int, int, int, int]]:

@@ -356,6 +356,30 @@ def efficiency_figure(table: pd.DataFrame, spec: dict, file: Path, size: Size) -
     return size.save(fig, file)
 
 
+# ------------------------------------------------------------------------------------ revival
+def revival_figure(curves: pd.DataFrame, cue_reliance: float, spec: dict, file: Path, size: Size) -> Path | None:
+    """Mean cue reliance against re-training steps on cue data (step 0 at the left edge of a symlog
+    axis), one line per method with the range over its models as a band; half the cue model's cue
+    reliance (what revival_steps counts to) as a dashed line. None without revival curves."""
+    if curves.empty:
+        return None
+    fig = size.figure()
+    ax = fig.subplots()
+    for colour, (method, rows) in zip(itertools.cycle(f"C{i}" for i in range(10)), curves.groupby("method", sort=True)):
+        ax.plot(rows["step"], rows["cue_reliance"], marker="o", color=colour, label=f"{method} (n = {rows['n_models'].max()})")
+        ax.fill_between(rows["step"], rows["cue_reliance_min"], rows["cue_reliance_max"], color=colour, alpha=0.15, linewidth=0)
+    if cue_reliance == cue_reliance:  # not NaN: the study's cue models were measured
+        ax.axhline(cue_reliance / 2, color="grey", linestyle="--", linewidth=1, label="half the cue model's")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("SGD steps of re-training on cue data")
+    ax.set_ylabel(axis_label("cue_reliance"))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small", title="method (models)")
+    fig.suptitle(f"{spec.get('name', 'study')}: does the cue come back? (bands: range over models)")
+    return size.save(fig, file)
+
+
 # ------------------------------------------------------------------------------------ importance
 def importance_figure(importance: dict[str, dict[str, Any]], spec: dict, file: Path, size: Size) -> Path | None:
     """Horizontal bars of parameter importance, one panel per objective (or why it is unavailable)."""

@@ -18,7 +18,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -36,7 +36,7 @@ from mmc_sweep.results_layout import file_trial_ids, is_compacted, is_visible_pa
 # Columns every trials frame has after loading (missing ones are added as nulls).
 ID_COLUMNS = ("trial_id", "role", "status", "method", "base_seed")
 INFO_COLUMNS = ("error", "device", "duration_s", "finished_at")
-METRIC_COLUMNS = tuple(f"acc_{v}" for v in VIEWS) + ("cue_reliance",)
+METRIC_COLUMNS = tuple(f"acc_{v}" for v in VIEWS) + ("cue_reliance", "revival_steps", "revival_auc")
 # views_cue: which views a path was evaluated on (full | train; null in studies from before paths.views_cue)
 PATH_COLUMNS = ("trial_id", "path", "kind", "bn_reset", "views_cue", "alpha", "view", "loss", "acc") + INVARIANCE_METRICS
 _THREADS = 2  # footers and path rows are decoded without the GIL: a second thread pays off
@@ -196,6 +196,17 @@ def load_study(folder: str | Path, location: str | None = None) -> Study:
             unreadable=tuple(str(f) for f in bad),
             location=location or str(folder),
         )
+
+    return _again_if_swapped(read)
+
+
+def read_table(folder: str | Path, name: str, columns: Sequence[str]) -> pd.DataFrame:
+    """Every row of a results table other than ``trials`` and ``paths`` (``revival``, ...) with
+    ``columns`` (null where a file lacks one); an empty frame with them when the study has none."""
+    def read() -> pd.DataFrame:
+        table = read_parts(table_files(Path(folder), name), threads=_THREADS)[0]
+        df = pd.DataFrame(columns=list(columns)) if table is None else table.to_pandas()
+        return df.reindex(columns=list(columns))
 
     return _again_if_swapped(read)
 

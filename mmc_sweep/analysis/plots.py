@@ -15,8 +15,10 @@ import pandas as pd
 
 from mmc_sweep.analysis.efficiency import efficiency_table
 from mmc_sweep.analysis.figures import (Size, connectivity_figure, efficiency_figure, history_figure, importance_figure,
-                                        pair_title, pareto_figure, path_figure)
+                                        pair_title, pareto_figure, path_figure, revival_figure)
 from mmc_sweep.analysis.load import Study, read_paths
+from mmc_sweep.analysis.report import study_revival
+from mmc_sweep.analysis.revival import cue_model_reliance, revival_curves
 from mmc_sweep.analysis.spec import base_seeds, path_kinds
 from mmc_sweep.analysis.tables import CONTROL_METHOD, DEFAULT_TOLERANCE_PP, completed, rank_search
 from mmc_sweep.errors import InputError
@@ -115,6 +117,8 @@ def make_figures(study: Study, out_dir: Path, size: Size, trial_ids: Sequence[st
         pareto_figure(trials, study.spec, out_dir / "pareto.png", size),
         history_figure(trials, study.spec, out_dir / "history.png", size),
         efficiency_figure(efficiency_table(trials), study.spec, out_dir / "efficiency.png", size),
+        revival_figure(revival_curves(trials, study_revival(study)), cue_model_reliance(trials), study.spec,
+                       out_dir / "revival.png", size),
     ]
     if importance:
         from mmc_sweep.study.search.importance import param_importances  # lazy: Optuna, in study/search/

@@ -23,7 +23,7 @@ from mmc_sweep.analysis.columns import VIEWS, barrier_label, path_label
 from mmc_sweep.analysis.seeds import HI, INTERVAL_RULE, LO
 
 FORMATS = ("table", "markdown", "csv", "json")
-SECTIONS = ("summary", "methods", "connectivity", "pareto", "importance", "efficiency")
+SECTIONS = ("summary", "methods", "connectivity", "pareto", "importance", "efficiency", "revival")
 UNITS = ("accuracies and cue_reliance are fractions in [0, 1]; barriers are loss barriers in nats "
          "(view after @, path kind in parentheses; none = linear)")
 CONNECTIVITY_UNITS = ("loss: loss barrier, nats (max over α of the loss above the straight line between the ends); "
@@ -146,7 +146,25 @@ def analyze_blocks(report: dict[str, Any], sections: tuple[str, ...] = SECTIONS)
         blocks.append(importance_block(report["importance"]))
     if "efficiency" in sections:
         blocks += efficiency_blocks(report, explain_empty=sections == ("efficiency",))
+    if "revival" in sections:
+        blocks += revival_blocks(report, explain_empty=sections == ("revival",))
     return blocks
+
+
+def revival_blocks(report: dict[str, Any], explain_empty: bool = False) -> list[Block]:
+    """Cue revival per method and its mean curve, when the study measured it; else nothing, or
+    (``explain_empty``: the section was asked for) a line saying why."""
+    rows = tuple(report["revival"])
+    if not rows:
+        return [] if not explain_empty else [Block("Cue revival", ("method",), (), notes=(
+            "no trial measured a revival: set revival.steps (e.g. [1, 2, 4, 8, 16, 32]) in the study file",))]
+    steps = sorted({r["step"] for r in report["revival_curves"]})
+    curves = tuple({"method": m, **{f"step {s}": next((r["cue_reliance"] for r in report["revival_curves"]
+                                                      if r["method"] == m and r["step"] == s), None) for s in steps}}
+                   for m in dict.fromkeys(r["method"] for r in report["revival_curves"]))
+    return [Block("Cue revival: re-training on cue data brings the cue back", _columns(rows), rows,
+                  notes=(report["revival_rule"], "cue_reliance: fraction, 0 = ignores the cue, 1 = follows it")),
+            Block("Mean cue reliance after each number of re-training steps", _columns(curves), curves)]
 
 
 def efficiency_blocks(report: dict[str, Any], explain_empty: bool = False) -> list[Block]:

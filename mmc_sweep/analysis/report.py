@@ -1,7 +1,8 @@
 """The analyses as plain, JSON-able records: what ``analyze`` and ``compare`` print in every format.
 
 ``analyze``: ``{summary: dict, methods: [row], connectivity: [row], pareto: [row],
-importance: {objective: entry}, efficiency: [row], efficiency_goal: [row], efficiency_rule: str}``.
+importance: {objective: entry}, efficiency: [row], efficiency_goal: [row], efficiency_rule: str,
+revival: [row per method], revival_curves: [row per method and step], revival_rule: str}``.
 ``compare``: ``{studies: [summary], methods: [row per method and metric, one column per study,
 plus the difference of each study from the first], efficiency, efficiency_goal, efficiency_rule}``;
 barriers of every path kind any of the studies measures (null for a study without that kind); the
@@ -18,15 +19,17 @@ import pandas as pd
 from mmc_sweep.analysis.columns import ordered_kinds
 from mmc_sweep.analysis.connectivity import connectivity_table
 from mmc_sweep.analysis.efficiency import efficiency_table, goal_rule, smallest_n_clean
-from mmc_sweep.analysis.load import Study
+from mmc_sweep.analysis.load import Study, read_table
 from mmc_sweep.analysis.pareto import front_axes, pareto_front
+from mmc_sweep.analysis.revival import CURVE_COLUMNS, RULE, revival_curves, revival_summary
 from mmc_sweep.analysis.seeds import HI, LO, noise_verdict
 from mmc_sweep.analysis.spec import path_kinds
 from mmc_sweep.analysis.tables import (DEFAULT_TOLERANCE_PP, DEFAULT_TOP, METRICS, method_barriers, method_table,
                                        summary)
 
 # Counts stored as float64 beside nulls in pandas; reported as integers when whole.
-INTEGER_COLUMNS = frozenset({"n_clean", "n_models", "base_seed", "param_n_clean", "smallest_n_clean", "n_clean_tried"})
+INTEGER_COLUMNS = frozenset({"n_clean", "n_models", "base_seed", "param_n_clean", "smallest_n_clean", "n_clean_tried",
+                             "step", "not_revived"})
 
 
 def plain(value: Any, column: str = "") -> Any:
@@ -62,12 +65,28 @@ def analyze_report(study: Study, top: int = DEFAULT_TOP, tolerance_pp: float = D
         "pareto": records(pareto_front(study.trials, study.spec)),
         "importance": {},
         **efficiency_report(study.trials, tolerance_pp),
+        **revival_report(study),
     }
     if importance:
         from mmc_sweep.study.search.importance import param_importances  # lazy: Optuna, in study/search/
 
         report["importance"] = param_importances(study.trials, study.spec)
     return report
+
+
+def study_revival(study: Study) -> pd.DataFrame:
+    """The study's revival curves (none read when no trial has a revival: the table is not opened)."""
+    if not study.trials["revival_steps"].notna().any():
+        return pd.DataFrame(columns=list(CURVE_COLUMNS))
+    return read_table(study.folder, "revival", CURVE_COLUMNS)
+
+
+def revival_report(study: Study) -> dict[str, Any]:
+    """``revival`` (per method), ``revival_curves`` (per method and step) and the rule in words:
+    see :mod:`mmc_sweep.analysis.revival`."""
+    curves = study_revival(study)
+    return {"revival": records(revival_summary(study.trials, curves)),
+            "revival_curves": records(revival_curves(study.trials, curves)), "revival_rule": RULE}
 
 
 def efficiency_report(trials: pd.DataFrame, tolerance_pp: float) -> dict[str, Any]:

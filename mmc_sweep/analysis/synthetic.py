@@ -25,6 +25,10 @@ NUM_CLASSES = 10
 SPEC_HASH = "feedfacecafe0001"  # fixed: the synthetic spec never changes
 # Aligning units (lmcp) or bending the path (qmc) lowers a barrier; made-up factors of the linear one.
 KIND_SCALE = {"linear": 1.0, "lmcp": 0.5, "qmc": 0.2}
+REVIVAL_STEPS = (1, 2, 4, 8, 16, 32)
+# steps over which a method's cue comes back (made up): naive FT and LLRT only hide it, CBFT removes
+# more of it the larger its barrier weight
+REVIVAL_TAU = {"naive_ft": 2.0, "llrt": 1.0, "lpft": 3.0}
 
 
 def synthetic_spec(name: str, n_trials: int, alphas: int, kinds: tuple[str, ...] = ("linear",)) -> dict:
@@ -36,6 +40,7 @@ def synthetic_spec(name: str, n_trials: int, alphas: int, kinds: tuple[str, ...]
         "base": {"epochs": 8, "lr": 0.05, "seeds": [0]},
         "finetune": {"method": "cbft", "epochs": 6, "lr": 0.01, "n_clean": 500},
         "baselines": list(BASELINES),
+        "revival": {"steps": list(REVIVAL_STEPS)},
         "search": {
             "num_samples": n_trials,
             "sampler": "nsga2",
@@ -135,7 +140,7 @@ def _write(folder: Path, trial_id: str, table: pa.Table) -> None:
 
 def write_synthetic_study(folder: str | Path, n_trials: int = 40, alphas: int = 11, seed: int = 0,
                           name: str = "synthetic", kinds: tuple[str, ...] = ("linear",)) -> Path:
-    """Write ``study.yaml`` and the trials/paths/history datasets of a made-up finished study.
+    """Write ``study.yaml`` and the trials/paths/history/revival datasets of a made-up finished study.
 
     Rows: 2 base models, 3 baselines and ``n_trials`` CBFT search trials; each non-base trial has
     ``cue_to_ft`` and ``ft_to_clean`` paths of ``alphas`` points on 4 views for each path kind in
@@ -186,6 +191,14 @@ def write_synthetic_study(folder: str | Path, n_trials: int = 40, alphas: int = 
             row[f"param_{p}"] = params.get(p)
         row.update(metrics)
         row.update(_barrier_values(barriers, kinds))
+        if role != "base":
+            tau = REVIVAL_TAU.get(method, 4.0 + 16.0 * params.get("lambda_barrier", 0.0))
+            curve = _revival_curve(metrics["cue_reliance"], cue, tau)
+            _write(folder / "results" / "revival", tid, pa.Table.from_pylist(
+                [{"study": name, "trial_id": tid, **p, "acc_clean": metrics["acc_clean"]} for p in curve]))
+            reached = [p["step"] for p in curve if p["cue_reliance"] >= cue / 2]
+            row.update(revival_steps=float(reached[0]) if reached else float("inf"),
+                       revival_auc=float(np.mean([p["cue_reliance"] for p in curve])))
         row.update({"error": None, "device": "cpu", "duration_s": float(rng.uniform(20, 60)),
                     "finished_at": start + timedelta(minutes=k)})
         _write(folder / "results" / "trials", tid, pa.Table.from_pylist([row], schema=schema))
@@ -204,6 +217,11 @@ def write_synthetic_study(folder: str | Path, n_trials: int = 40, alphas: int = 
     return folder
 
 
+def _revival_curve(start: float, cue: float, tau: float) -> list[dict]:
+    """Cue reliance climbing from ``start`` towards the cue model's ``cue`` over about ``tau`` steps."""
+    return [{"step": step, "cue_reliance": float(cue - (cue - start) * np.exp(-step / tau))} for step in (0, *REVIVAL_STEPS)]
+
+
 def _trials_schema(param_names: list[str]) -> pa.Schema:
     fields = [("study", pa.string()), ("trial_id", pa.string()), ("role", pa.string()), ("status", pa.string()),
               ("method", pa.string()), ("base_seed", pa.int64())]
@@ -214,6 +232,7 @@ def _trials_schema(param_names: list[str]) -> pa.Schema:
         fields += [(f"acc_{view}", pa.float64()), (f"loss_{view}", pa.float64())]
     fields += [(m, pa.float64()) for m in INVARIANCE_METRICS]
     fields += [(c, pa.float64()) for c in barrier_columns(KINDS, BARRIER_TYPES, PATHS)]  # as the harness: all kinds
+    fields += [("revival_steps", pa.float64()), ("revival_auc", pa.float64())]
     fields += [("error", pa.string()), ("device", pa.string()), ("duration_s", pa.float64()),
                ("finished_at", pa.timestamp("us", tz="UTC"))]
     return pa.schema(fields)

@@ -40,7 +40,7 @@ class PairContext:
 
 
 PathKind = Callable[[nn.Module, nn.Module, PairContext], Curve]
-_BUILD_PHASE = {"lmcp": "align", "qmc": "midpoint"}  # what building a kind's curve costs is counted as
+BUILD_PHASE = {"lmcp": "align", "qmc": "midpoint"}  # what building a kind's curve costs is counted as
 PATH_KINDS: dict[str, PathKind] = {}
 ENDS_AT_B: set[str] = set()  # kinds whose curve at alpha 1 is B's weights exactly (lmcp ends at B aligned to A)
 
@@ -116,7 +116,7 @@ def measure_pair(model_a: nn.Module, model_b: nn.Module, views: dict[str, ImageS
     for kind in ctx.spec.kinds:
         b_key = key_b if kind in ENDS_AT_B else None
         known = {alpha: r for alpha, r in ((0.0, cache.get(key_a)), (1.0, cache.get(b_key))) if r is not None}
-        with clocked(ctx.clock, _BUILD_PHASE.get(kind, "paths")):
+        with clocked(ctx.clock, BUILD_PHASE.get(kind, "paths")):
             curve = path_kind(kind)(model_a, model_b, ctx)
         with clocked(ctx.clock, "paths"):
             measured = evaluate_curve(model_a, curve, views, ctx.spec, ctx.train, ctx.seed, known)

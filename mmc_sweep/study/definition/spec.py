@@ -17,12 +17,13 @@ import yaml
 
 from mmc_sweep.config import (
     CLEAN_STREAM, INVARIANCE_METRICS, PAIRINGS, VIEWS, BaseModelSpec, DataSpec, FinetuneSpec, ModelSpec, PathSpec,
-    TrainSpec, _check, _help, legacy_values, spec_hash, to_dict,
+    RevivalSpec, TrainSpec, _check, _help, legacy_values, spec_hash, to_dict,
 )
 from mmc_sweep.costs import COST_METRICS
 from mmc_sweep.errors import InputError
 from mmc_sweep.finetune import METHODS
 from mmc_sweep.models import model_names
+from mmc_sweep.revival import REVIVAL_METRICS
 from mmc_sweep.paths import BARRIER_TYPES, barrier_metric, kind_names
 
 SAMPLER_NAMES = ("tpe", "nsga2", "random", "grid")  # built in study/search/samplers.py
@@ -257,6 +258,8 @@ class StudySpec:
     paths: PathSpec = _help("interpolation paths", PathSpec())
     resources: ResourceSpec = _help("per-trial resources", ResourceSpec())
     failure: FailureSpec = _help("retries of trials whose worker died", FailureSpec())
+    revival: RevivalSpec = _help("cue revival of every fine-tuned model (off by default: revival.steps [])",
+                                 RevivalSpec(), added=True)
     epoch_metrics: str = _help("what a fine-tuning trial measures after every epoch, into the history table: views "
                                "(training loss and every view's metrics) | loss (training loss only: a trial skips "
                                "evaluating every view once per epoch)", "views", added=True)
@@ -431,13 +434,15 @@ def _check_ends(spec: StudySpec, p: ParamSpec) -> None:
 
 def _check_objectives(spec: StudySpec) -> None:
     """Each objective is a metric every search trial of ``spec`` reports, named once."""
-    valid = OBJECTIVE_METRICS + COST_METRICS + barrier_objectives(spec)
+    valid = OBJECTIVE_METRICS + COST_METRICS + REVIVAL_METRICS + barrier_objectives(spec)
     metrics = [o.metric for o in spec.search.objectives]
     for metric in metrics:
         if metric not in valid:
             raise ValueError(f"search.objectives.metric: unknown metric {metric!r}{_suggest(metric, valid)}; valid: "
-                             f"{', '.join(OBJECTIVE_METRICS + COST_METRICS)}, or a barrier this study measures: "
+                             f"{', '.join(OBJECTIVE_METRICS + COST_METRICS + REVIVAL_METRICS)}, or a barrier this study measures: "
                              f"{_barrier_pattern(spec)}")
+    _check(not set(REVIVAL_METRICS) & set(metrics) or bool(spec.revival.steps), "search.objectives.metric",
+           "revival_steps or revival_auc only with revival.steps set (no revival is measured)", metrics)
     _check("cost_gpu_s" not in metrics or spec.resources.gpu > 0, "search.objectives.metric",
            "cost_gpu_s only with resources.gpu > 0 (it is null off a GPU)", "cost_gpu_s")
     duplicates = sorted({m for m in metrics if metrics.count(m) > 1})

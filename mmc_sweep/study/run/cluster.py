@@ -87,7 +87,10 @@ class _SignalsWhileJoining:
     def _watch(self, out_fd: int) -> None:
         while data := os.read(self._read, 1):  # b"": closed, joining is over
             if data[0] in (signal.SIGINT, signal.SIGTERM):
-                os.write(out_fd, b"interrupted while starting: nothing was written\n")
+                try:
+                    os.write(out_fd, b"interrupted while starting: nothing was written\n")
+                except OSError:  # the held stderr is closed: the main thread got there first, and said so
+                    return
                 os._exit(128 + data[0])
         os.close(self._read)
 

@@ -208,7 +208,7 @@ def _reuse(source: str, trial_id: str, spec: StudySpec, store: Store) -> bool:
     row = {k: v for k, v in trials[0].items() if k not in ("study", "finished_at", "retries")}
     row.update(trial_id=trial_id, reused_from=source, duration_s=0.0, node=ray.get_runtime_context().get_node_id())
     copy = {"trials": [row]}
-    for table in ("paths", "history"):
+    for table in ("paths", "history", "revival"):
         copy[table] = [{**{k: v for k, v in r.items() if k != "study"}, "trial_id": trial_id} for r in rows[table]]
     objectives = {key: row.get(key, float("nan")) for key in _reported(spec)}
     tune.report({"epoch": row.get("epochs") or 0, **objectives, ROWS_KEY: json.dumps(copy, default=str)})
@@ -310,11 +310,11 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
                            "cost_s": clock.so_far()},
                           store, spec)
 
-        final, paths = finetune_and_measure(task, models["cue"], models["clean"], ft, spec.paths, seed=seed, on_epoch=on_epoch,
+        final, paths, revival = finetune_and_measure(task, models["cue"], models["clean"], ft, spec.paths, seed=seed, on_epoch=on_epoch,
                                             resume=restored["finetune"] if restored else None,
                                             keys=(keys["cue"], keys["clean"]), midpoints=StoreMidpoints(store),
                                             epoch_views=spec.epoch_metrics == "views", endpoints=_ENDPOINTS,
-                                            clock=clock)
+                                            clock=clock, revival=spec.revival)
         if "nan_metric" in faults:  # tests only
             final[f"loss_{faults['nan_metric']}"] = float("nan")
         _check_finite(final, task.views)
@@ -331,5 +331,6 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
         tune.report({**{o: float("nan") for o in objectives}, ROWS_KEY: json.dumps(rows), "failed": 1})
         return
     row.update(status="completed", duration_s=duration, gpu_peak_mb=peak_mb(device), **final)
-    rows = {"trials": [_nan_free(row)], "paths": [{"trial_id": trial_id, **r} for r in paths], "history": history}
+    rows = {"trials": [_nan_free(row)], "paths": [{"trial_id": trial_id, **r} for r in paths], "history": history,
+            "revival": [{"trial_id": trial_id, **r} for r in revival]}
     tune.report({"epoch": total_epochs(ft), **final, ROWS_KEY: json.dumps(rows)})

@@ -29,11 +29,12 @@ from mmc_sweep.config import (BARRIER_TYPES, INVARIANCE_METRICS, PATH_KINDS, PAT
                               barrier_metric)
 from mmc_sweep.costs import COST_METRICS
 from mmc_sweep.errors import InputError, first_line
+from mmc_sweep.revival import REVIVAL_METRICS
 from mmc_sweep.results_layout import is_compacted, is_visible_parquet, live_folder, trial_ids_in
 from mmc_sweep.study.faults import kill_if
 from mmc_sweep.study.storage.store import Store, to_buffer
 
-TABLES = ("paths", "history", "trials")  # in the order they are written: trials last (the commit)
+TABLES = ("paths", "history", "revival", "trials")  # in the order they are written: trials last (the commit)
 VIEW_METRICS = tuple(f"{k}_{v}" for v in VIEWS for k in ("acc", "loss")) + INVARIANCE_METRICS
 BARRIER_METRICS = tuple(barrier_metric(t, kind, p, v) for kind in PATH_KINDS for p in PATH_NAMES for v in VIEWS
                         for t in BARRIER_TYPES)
@@ -56,6 +57,7 @@ def _trials_schema() -> pa.Schema:
     fields += [(name, pa.string() if name == "pairing" else pa.int64()) for name in PAIRING_COLUMNS]
     fields += [
         ("start_epoch", pa.int64()), ("epochs", pa.int64()), ("error", pa.string()), ("device", pa.string()),
+        *((name, pa.float64()) for name in REVIVAL_METRICS),
         ("gpu_peak_mb", pa.float64()), *((name, pa.float64()) for name in COST_METRICS),
         ("node", pa.string()), ("retries", pa.int64()), ("reused_from", pa.string()),
         ("duration_s", pa.float64()), ("finished_at", pa.timestamp("us", tz="UTC")),
@@ -73,6 +75,20 @@ SCHEMAS = {
         [("study", pa.string()), ("trial_id", pa.string()), ("epoch", pa.int64()), ("train_loss", pa.float64())]
         + [(m, pa.float64()) for m in VIEW_METRICS]
     ),
+    # run_study.py pairs: one row per pair of models, path kind and view (mmc_sweep.pair_matrix), and the
+    # layer-wise barriers of a pair (mmc_sweep.paths.layers); a pair's files: layers first, pairs last (its commit)
+    "pairs": pa.schema([("study", pa.string()), ("model_a", pa.string()), ("model_b", pa.string()), ("kind", pa.string()),
+                        ("view", pa.string()), ("method_a", pa.string()), ("method_b", pa.string()),
+                        ("cue_proportion_a", pa.float64()), ("cue_proportion_b", pa.float64())]
+                       + [(c, pa.float64()) for c in BARRIER_TYPES + tuple(f"mid_{m}" for m in INVARIANCE_METRICS)]
+                       + [("pair_key", pa.string()), ("reused", pa.bool_()), ("duration_s", pa.float64()),
+                          ("finished_at", pa.timestamp("us", tz="UTC"))]),
+    "layers": pa.schema([("study", pa.string()), ("model_a", pa.string()), ("model_b", pa.string()), ("kind", pa.string()),
+                         ("layer", pa.string()), ("view", pa.string())]
+                        + [(c, pa.float64()) for c in BARRIER_TYPES] + [("pair_key", pa.string())]),
+    # a fine-tuned model re-trained on cue data: its cue reliance after each step count (mmc_sweep.revival)
+    "revival": pa.schema([("study", pa.string()), ("trial_id", pa.string()), ("step", pa.int64()),
+                          ("cue_reliance", pa.float64()), ("acc_clean", pa.float64())]),
 }
 
 
@@ -125,6 +141,13 @@ def write_trial(store: Store, study: str, payload: dict, metadata: dict[str, str
             if name == "trials":
                 written.append(trial_id)
     return written
+
+
+def write_part(store: Store, study: str, table: str, name: str, rows: list[dict], metadata: dict[str, str]) -> None:
+    """One part file ``results/<table>/<name>.parquet`` of a table outside the trial protocol (``pairs``,
+    ``layers``), written atomically: it is there whole or not at all."""
+    data = _table(table, [{"study": study, **r} for r in rows], metadata)
+    store.write_bytes(to_buffer(lambda f: pq.write_table(data, f)), study, "results", table, f"{name}.parquet")
 
 
 def _table_files(store: Store, study: str, table: str) -> tuple[str, list[str]]:
