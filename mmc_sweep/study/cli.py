@@ -1,4 +1,4 @@
-"""Subcommands ``run``, ``resume``, ``compact`` and ``status``. Ray and Optuna load only when a study runs."""
+"""Subcommands ``run``, ``resume``, ``pairs``, ``compact`` and ``status``. Ray and Optuna load only when a study runs."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ from rich.table import Table
 
 from mmc_sweep.errors import InputError
 
+DEFAULT_MODELS = "base,baselines,top:5"  # what `pairs` measures without --models
 DEFAULT_STUDY = Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart.yaml"
 
 
@@ -75,6 +76,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     compact.add_argument("study_dir", help="the study folder (<storage>/<name>), on a local or mounted file system")
     compact.set_defaults(func=cmd_compact)
 
+    pairs = sub.add_parser("pairs", help="the connectivity matrix among many models of a study",
+                           description="Measure the paths between every pair of the chosen models of a study (each "
+                                       "pair a Ray Tune trial) into its `pairs` table (and `layers` with --layers); "
+                                       "pairs written before, or measured by another study, are not measured again.")
+    pairs.add_argument("study_dir", help="the study folder (<storage>/<name>)")
+    pairs.add_argument("--models", default=DEFAULT_MODELS,
+                       help="comma-separated: base (every cue model and clean reference), baselines, top:K (the K best "
+                            "search trials), or trial ids (default: base,baselines,top:5)")
+    pairs.add_argument("--kinds", default="linear", help="path kinds, comma-separated: linear, lmcp, qmc (default linear)")
+    pairs.add_argument("--layers", metavar="all|NAMES",
+                       help="also each layer's barrier with only that layer interpolated: all, or layer names, comma-separated")
+    pairs.add_argument("--address", help="join this Ray cluster ('auto', host:port); default: RAY_ADDRESS or a local Ray")
+    pairs.add_argument("--verbose", action="store_true", help="show Ray's own console output and logs")
+    pairs.add_argument("--connect-timeout", type=_number(float, 0, strict=True), default=60.0, metavar="S",
+                       help="seconds to wait for the Ray cluster (default 60)")
+    pairs.set_defaults(func=cmd_pairs)
+
     status = sub.add_parser("status", help="what a study has done so far",
                             description="What a study has done, part by part (base models stored; base pairs, control "
                                         "pairs, baselines and search trials written, by status), against what it will do.")
@@ -138,6 +156,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
                                   optuna_storage=args.optuna_storage or options.optuna_storage)
     preflight(spec, options, source=f"{args.study_dir.rstrip('/')}/study.yaml")
     return run(spec, options).exit_code
+
+
+def cmd_pairs(args: argparse.Namespace) -> int:
+    from mmc_sweep.study.definition.options import RunOptions
+    from mmc_sweep.study.pairs.driver import run_pairs
+
+    options = RunOptions(address=args.address, verbose=args.verbose, connect_timeout_s=args.connect_timeout)
+    return run_pairs(args.study_dir, args.models, args.kinds, args.layers, options)
 
 
 def cmd_compact(args: argparse.Namespace) -> int:

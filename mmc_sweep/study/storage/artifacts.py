@@ -1,6 +1,8 @@
 """Content-addressed artifacts under the storage root, shared by every study that needs them:
 
-* base models: ``models/<hash of the BaseModelSpec>/`` with ``info.json`` and ``model.pt``;
+* base models: ``models/<hash of the BaseModelSpec>/`` with ``info.json`` and ``model.pt`` (and fine-tuned
+  models a ``pairs`` run measures, by the hash of their ``FinetunedSpec``);
+* pairs a ``pairs`` run measured: ``pairs/<hash of both models' specs, the data, the path settings>/``;
 * QMC midpoints: ``midpoints/<hash of both endpoints' specs, the data and the QMC settings>/`` with
   ``info.json`` and ``midpoint.pt``.
 
@@ -13,18 +15,18 @@ import json
 
 import torch
 
-from mmc_sweep.config import BaseModelSpec, spec_hash
+from mmc_sweep.config import BaseModelSpec, FinetunedSpec, spec_hash
 from mmc_sweep.data import CueTask
 from mmc_sweep.experiment import new_model
 from mmc_sweep.models import CueModel
 from mmc_sweep.study.storage.store import Store, to_buffer
 
 
-def model_folder(key: BaseModelSpec) -> tuple[str, str]:
+def model_folder(key: BaseModelSpec | FinetunedSpec) -> tuple[str, str]:
     return "models", spec_hash(key)
 
 
-def has_base(store: Store, key: BaseModelSpec) -> bool:
+def has_base(store: Store, key: BaseModelSpec | FinetunedSpec) -> bool:
     return store.exists(*model_folder(key), "model.pt")
 
 
@@ -38,13 +40,15 @@ def _write_state(store: Store, state: dict[str, torch.Tensor], info: dict, *fold
     store.write_bytes(to_buffer(lambda f: torch.save(weights, f)), *folder, name)  # last: marks it done
 
 
-def load_base(store: Store, key: BaseModelSpec, task: CueTask, device: torch.device) -> CueModel:
-    model = new_model(task, key.model, key.train.init_seed, device)  # the architecture; the weights are loaded
+def load_base(store: Store, key: BaseModelSpec | FinetunedSpec, task: CueTask, device: torch.device) -> CueModel:
+    """A stored model: a base model, or a fine-tuned one stored beside them (``run_study.py pairs``)."""
+    base = key if isinstance(key, BaseModelSpec) else key.base  # a fine-tuned model has its cue model's architecture
+    model = new_model(task, base.model, base.train.init_seed, device)  # the architecture; the weights are loaded
     model.load_state_dict(_read_state(store, *model_folder(key), "model.pt", device=device))
     return model.eval()
 
 
-def save_base(store: Store, key: BaseModelSpec, model: CueModel, info: dict) -> None:
+def save_base(store: Store, key: BaseModelSpec | FinetunedSpec, model: CueModel, info: dict) -> None:
     _write_state(store, model.state_dict(), info, *model_folder(key), name="model.pt")
 
 

@@ -1,0 +1,118 @@
+"""The ``pairs`` command: check everything, start or join Ray, re-make the fine-tuned models not
+stored yet, measure every pair and kind not written yet (each a Ray Tune trial), print what was done.
+
+Nothing is restored from Tune: every run takes stock from what is stored. A pair is written once its
+``pairs`` part file exists (its ``layers`` file, with ``--layers``, is written before it), so an
+interrupted run loses at most the pairs in flight, and the next run measures only what is missing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import Callable
+
+from rich.console import Console
+
+from mmc_sweep.config import FinetunedSpec
+from mmc_sweep.study.definition.folder import load_resumable
+from mmc_sweep.study.definition.options import RunOptions
+from mmc_sweep.study.pairs.selection import check_kinds, check_layers, pair_list, select_models
+from mmc_sweep.study.storage.artifacts import has_base
+from mmc_sweep.study.storage.store import Store
+
+EXPERIMENTS = ("pair_models", "pairs")  # the Tune runs: <study>/tune/<name>
+
+
+def run_pairs(study_dir: str, models: str, kinds: str, layers: str | None, options: RunOptions,
+              console: Console | None = None) -> int:
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    spec, stored = load_resumable(study_dir)
+    store = Store.open(stored.storage, stored.filesystem)
+    kinds_wanted, layer_names = check_kinds(kinds), check_layers(spec, layers)
+    refs = select_models(spec, store, models)
+    paths = dataclasses.replace(spec.paths, kinds=kinds_wanted)
+    from mmc_sweep.study.pairs.work import part_name
+
+    def written(a, b, kind) -> bool:
+        tables = ("pairs",) + (("layers",) if layer_names is not None else ())
+        return all(store.exists(spec.name, "results", t, f"{part_name(a.id, b.id, kind)}.parquet") for t in tables)
+
+    todo = [(a, b, kind) for a, b in pair_list(refs) for kind in kinds_wanted if not written(a, b, kind)]
+    remake = [r for r in refs if isinstance(r.key, FinetunedSpec) and not has_base(store, r.key)]
+    total = len(pair_list(refs)) * len(kinds_wanted)
+    console.print(f"pairs of study [bold]{spec.name}[/]: {len(refs)} models, {total} pairs x kinds "
+                  f"({total - len(todo)} written before); {len(remake)} fine-tuned model(s) to re-make")
+    if todo:
+        from mmc_sweep.study.run.cluster import connect_ray
+
+        connect_ray(dataclasses.replace(options, storage=stored.storage))
+        by_id = {r.id: r for r in refs}
+        if remake:
+            _tune(EXPERIMENTS[0], [{"model": r.id} for r in remake], spec, store, by_id, paths, layer_names, console,
+                  _model_line)
+        _tune(EXPERIMENTS[1], [{"a": a.id, "b": b.id, "kind": k} for a, b, k in todo], spec, store, by_id, paths,
+              layer_names, console, _pair_line)
+    left = [t for t in todo if not written(*t)]
+    where = store.uri_of(spec.name, "results", "pairs")
+    if left:
+        console.print(f"[red]{len(left)} of {total} pairs not measured[/] (see the Ray logs, --verbose); "
+                      f"run the same command again to measure them", highlight=False)
+        return 1
+    console.print(f"{total} pairs x kinds in {where}; read them with  python run_study.py analyze "
+                  f"{store.uri_of(spec.name)} --section pairs", markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+def _model_line(job: dict, result: dict) -> str:
+    return f"re-made {job['model']}"
+
+
+def _pair_line(job: dict, result: dict) -> str:
+    barriers = json.loads(result.get("barriers_json", "{}"))
+    values = ", ".join(f"@{view} {value:.3f}" for view, value in barriers.items())
+    return f"{job['a']} ~ {job['b']} ({job['kind']}): loss barrier {values}{' (reused)' if result.get('reused') else ''}"
+
+
+def _lines():
+    from ray import tune
+
+    class Lines(tune.Callback):
+        """One line per finished trial. Tune pickles its callbacks with the experiment: the console stays out."""
+
+        def __init__(self, total: int, line: Callable[[dict, dict], str], console: Console) -> None:
+            self.total, self.line, self.console, self.done = total, line, console, 0
+
+        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+            if result.get("done") and self.console is not None:
+                self.done += 1
+                text = f"failed: {result['error']}" if result.get("failed") else self.line(trial.config["job"], result)
+                self.console.print(f"[{self.done}/{self.total}] {text}", markup=False, highlight=False, soft_wrap=True)
+
+        def __getstate__(self) -> dict:
+            return {"total": self.total, "line": self.line, "console": None, "done": self.done}
+
+    return Lines
+
+
+def _tune(name: str, jobs: list[dict], spec, store: Store, refs, paths, layers, console: Console,
+          line: Callable[[dict, dict], str]) -> None:
+    """One Tune run over ``jobs`` (a grid: each job a trial), workers reused between trials."""
+    import os
+
+    from ray import tune
+
+    from mmc_sweep.study.pairs.work import pairs_trial
+    from mmc_sweep.study.run.stages import _slots
+
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    trainable = tune.with_resources(
+        tune.with_parameters(pairs_trial, spec=spec, store=store, refs=refs, paths=paths, layers=layers,
+                             cpus=spec.resources.cpu), {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    tuner = tune.Tuner(
+        trainable, param_space={"job": tune.grid_search(jobs)},
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=_slots(spec)),
+        run_config=tune.RunConfig(name=name, storage_path=store.path(spec.name, "tune"),
+                                  storage_filesystem=store.given_filesystem, verbose=0, callbacks=[_lines()(len(jobs), line, console)],
+                                  failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures)))
+    tuner.fit()

@@ -1,0 +1,138 @@
+"""What one Ray Tune trial of a ``pairs`` run does, in a worker that keeps the study's task, the
+loaded models and the measured endpoint rows between trials (Tune reuses actors): the savings of a
+matrix over pairs measured alone.
+
+* ``{"model": id}``: re-make a fine-tuned model that is not stored yet — fine-tune the stored cue model
+  again with the trial's recorded settings (the same seeds, so the same model on a CPU) — and store it
+  content-addressed beside the base models (``models/<hash of its FinetunedSpec>/``);
+* ``{"a": id, "b": id, "kind": kind}``: the pair's rows of one path kind, from the storage's shared
+  record of pairs (``pairs/<pair key>/``: measured before, by this or another study) or measured now
+  and recorded there; then written to the study's ``layers`` (with ``--layers``) and ``pairs`` tables.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import traceback
+import time
+from collections import OrderedDict
+
+import torch
+from ray import tune
+
+from mmc_sweep.config import BaseModelSpec, PathSpec, spec_hash, to_dict
+from mmc_sweep.data import CueTask
+from mmc_sweep.experiment import Pair, device_label, endpoint_key, finetune_cue_model, measure_paths, midpoint_key
+from mmc_sweep.models import CueModel
+from mmc_sweep.pair_matrix import pair_rows
+from mmc_sweep.paths import PairContext, layer_barriers, measure_layers
+from mmc_sweep.study.definition.spec import StudySpec
+from mmc_sweep.study.pairs.selection import ModelRef
+from mmc_sweep.study.run.trials import _ENDPOINTS, _cpu_task, _setup
+from mmc_sweep.study.storage.artifacts import StoreMidpoints, has_base, load_base, save_base
+from mmc_sweep.study.storage.results import metadata_for, write_part
+from mmc_sweep.study.storage.store import Store
+
+SEED = 0  # of the BN batches: one for every pair, so every model's endpoint rows are shared
+_MODELS: OrderedDict[str, CueModel] = OrderedDict()  # loaded models of this worker, by content hash
+MODEL_CACHE = 16
+
+
+def part_name(a: str, b: str, kind: str) -> str:
+    """A pair's part file name in the study's ``pairs`` and ``layers`` tables."""
+    return f"{a}--{b}--{kind}"
+
+
+def study_task(spec: StudySpec, device: torch.device) -> CueTask:
+    """The views every pair is evaluated on: the study's data (the cue proportion of its `data`)."""
+    return _cpu_task(spec.base_model("cue", spec.base.seeds[0]).data).to(device)
+
+
+def _base(ref: ModelRef) -> BaseModelSpec:
+    return ref.key if isinstance(ref.key, BaseModelSpec) else ref.key.base
+
+
+def load_model(store: Store, ref: ModelRef, task: CueTask, device: torch.device) -> CueModel:
+    """A stored model, loaded once per worker (the most recent :data:`MODEL_CACHE` kept)."""
+    if ref.hash not in _MODELS:
+        _MODELS[ref.hash] = load_base(store, ref.key, task, device)
+        while len(_MODELS) > MODEL_CACHE:
+            _MODELS.popitem(last=False)
+    _MODELS.move_to_end(ref.hash)
+    return _MODELS[ref.hash]
+
+
+def pairs_trial(config: dict, *, spec: StudySpec, store: Store, refs: dict[str, ModelRef], paths: PathSpec,
+                layers: tuple[str, ...] | None, cpus: float) -> None:
+    """A model or pair job (see the module). An exception is reported (``failed``), not raised: a rerun
+    would fail the same way; only a dead worker is retried by Tune."""
+    job = config["job"]
+    device = _setup(cpus, spec.resources.gpu)
+    try:
+        if "model" in job:
+            _remake(refs[job["model"]], spec, store, device)
+        else:
+            _measure(refs[job["a"]], refs[job["b"]], job["kind"], spec, store, paths, layers, device)
+    except Exception as err:
+        traceback.print_exc()
+        tune.report({"done": 1, "failed": 1, "error": f"{type(err).__name__}: {err}".splitlines()[0][:300]})
+
+
+def _remake(ref: ModelRef, spec: StudySpec, store: Store, device: torch.device) -> None:
+    if not has_base(store, ref.key):
+        started = time.perf_counter()
+        base = _base(ref)
+        task = _cpu_task(base.data).to(device)  # its own cue proportion: the cue images fine-tuning saw
+        model = finetune_cue_model(task, load_model(store, dataclasses.replace(ref, key=base), task, device),
+                                   ref.key.finetune)
+        save_base(store, ref.key, model, {"duration_s": time.perf_counter() - started, "device": device_label(device),
+                                          "remade_for": f"pairs of study {spec.name} (trial {ref.id})",
+                                          "spec": to_dict(ref.key)})
+    tune.report({"done": 1})
+
+
+def _measure(a: ModelRef, b: ModelRef, kind: str, spec: StudySpec, store: Store, paths: PathSpec,
+             layers: tuple[str, ...] | None, device: torch.device) -> None:
+    started = time.perf_counter()
+    task = study_task(spec, device)
+    one = dataclasses.replace(paths, kinds=(kind,))
+    key = f"{spec_hash(a.key, b.key, task.spec, one)}-{SEED}"
+    record = ("pairs", key)
+    models = None
+    if store.exists(*record, "pair.json"):
+        rows, reused = json.loads(store.read_bytes(*record, "pair.json")), True
+    else:
+        models = load_model(store, a, task, device), load_model(store, b, task, device)
+        _, path_rows = measure_paths(task, {"pair": Pair(*models, (a.key, b.key))}, one, seed=SEED,
+                                     midpoints=StoreMidpoints(store), endpoints=_ENDPOINTS)
+        rows, reused = [{k: v for k, v in r.items() if k not in ("model_a", "model_b")} for r in pair_rows("", "", path_rows)], False
+        store.write_bytes(json.dumps(rows).encode(), *record, "pair.json")
+    names = {"model_a": a.id, "model_b": b.id}
+    meta = metadata_for(spec.hash, device_label(device))
+    if layers is not None:
+        layer_file = f"layers-{hashlib.sha256(','.join(layers).encode()).hexdigest()[:16]}.json"
+        if store.exists(*record, layer_file):
+            by_layer = json.loads(store.read_bytes(*record, layer_file))
+        else:
+            models = models or (load_model(store, a, task, device), load_model(store, b, task, device))
+            train = {"clean": task.train_clean, "cue": task.train_cue}
+            ends = (endpoint_key(task, a.key, one, SEED), endpoint_key(task, b.key, one, SEED))
+            ctx = PairContext(one, train, SEED, StoreMidpoints(store), midpoint_key(task, Pair(*models, (a.key, b.key)), one),
+                              _ENDPOINTS, ends)
+            by_layer = layer_barriers(measure_layers(*models, task.path_views(one.views_cue), ctx, layers))
+            store.write_bytes(json.dumps(by_layer).encode(), *record, layer_file)
+        write_part(store, spec.name, "layers", part_name(a.id, b.id, kind),
+                   [{**names, **r, "pair_key": key} for r in by_layer], meta)
+    info = {**names, "method_a": a.method, "method_b": b.method, "cue_proportion_a": a.cue_proportion,
+            "cue_proportion_b": b.cue_proportion, "pair_key": key, "reused": reused,
+            "duration_s": time.perf_counter() - started, "finished_at": _now()}
+    write_part(store, spec.name, "pairs", part_name(a.id, b.id, kind), [{**info, **r} for r in rows], meta)  # the commit
+    barrier = {r["view"]: r["barrier_loss"] for r in rows}
+    tune.report({"done": 1, "reused": int(reused), "barriers_json": json.dumps(barrier)})
+
+
+def _now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)

@@ -1,0 +1,79 @@
+"""``run_study.py pairs`` (issue 20, items 1 and 2): the matrix among a study's models on the session's
+Ray, in a copy of the session's first study. Values checked against what the study's own trials
+measured between the same models with the same path settings."""
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.dataset as ds
+import pytest
+
+from mmc_sweep.cli import main
+
+
+def _rows(folder, table: str) -> list[dict]:
+    return ds.dataset(str(folder / "results" / table), format="parquet").to_table().to_pylist()
+
+
+@pytest.fixture
+def study(first_study, tmp_path):
+    """A copy of the first study and of the storage's models: pairs add tables and models to it."""
+    _, store = first_study
+    copy = tmp_path / "store"
+    shutil.copytree(store / "first", copy / "first")
+    shutil.copytree(store / "models", copy / "models")
+    return copy / "first"
+
+
+def _cue_to_ft(row: dict, view: str) -> float:
+    return row[f"barrier_loss_cue_to_ft_{view}"]
+
+
+def test_the_matrix_measures_every_pair_once_and_reuses_what_was_measured(study, capsys):
+    trials = {r["trial_id"]: r for r in _rows(study, "trials")}
+    best = next(r["trial_id"] for r in trials.values() if r["role"] == "search")  # any search trial, named by id
+    models = ["base_cue_s0", "base_clean_s0", "naive_ft_s0", best]
+    assert main(["pairs", str(study), "--models", f"base,baselines,{best}", "--layers", "head"]) == 0
+    pairs = _rows(study, "pairs")
+    assert len(pairs) == 6 * 4  # 4 models: 6 pairs, one kind (linear), 4 views
+    assert {(r["model_a"], r["model_b"]) for r in pairs} == {(a, b) for i, a in enumerate(models) for b in models[i + 1:]}
+    by_pair = {(r["model_a"], r["model_b"], r["view"]): r for r in pairs}
+    for view in ("clean", "cue", "rand_cue", "rand_img"):
+        # the base pair, as the study's base_clean row measured it (same paths settings, same BN batches)
+        base = trials["base_clean_s0"][f"barrier_loss_cue_to_clean_{view}"]
+        assert by_pair[("base_cue_s0", "base_clean_s0", view)]["barrier_loss"] == pytest.approx(base, abs=1e-9)
+        # fine-tuned models re-made from their recorded settings: the same models the trials measured
+        for trial in ("naive_ft_s0", best):
+            assert by_pair[("base_cue_s0", trial, view)]["barrier_loss"] == pytest.approx(_cue_to_ft(trials[trial], view),
+                                                                                         abs=1e-6), (trial, view)
+    assert {r["method_b"] for r in pairs if r["model_a"] == "base_cue_s0"} == {"base_clean", "naive_ft", "cbft"}
+    assert not any(r["reused"] for r in pairs)
+    layers = _rows(study, "layers")
+    assert {r["layer"] for r in layers} == {"head"} and len(layers) == 6 * 4
+    out = capsys.readouterr().out
+    assert "4 models, 6 pairs x kinds (0 written before); 2 fine-tuned model(s) to re-make" in out
+
+    # the same command again: nothing to measure
+    assert main(["pairs", str(study), "--models", f"base,baselines,{best}", "--layers", "head"]) == 0
+    assert "(6 written before)" in capsys.readouterr().out
+    # the study's rows lost: measured before (the storage's record of pairs), so reused, not re-run
+    shutil.rmtree(study / "results" / "pairs")
+    assert main(["pairs", str(study), "--models", "base_cue_s0,naive_ft_s0"]) == 0
+    again = _rows(study, "pairs")
+    assert len(again) == 4 and all(r["reused"] for r in again)
+    assert {r["view"]: r["barrier_loss"] for r in again} == \
+        {r["view"]: r["barrier_loss"] for r in pairs if (r["model_a"], r["model_b"]) == ("base_cue_s0", "naive_ft_s0")}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--models", "base,top:0"], "--models: 'top:0': expected top:K with K a whole number >= 1"),
+    (["--models", "base,nosuch"], "--models: no model or trial 'nosuch'"),
+    (["--models", "naive_ft_s0"], "a matrix needs at least two"),
+    (["--kinds", "linear,curvy"], "--kinds: unknown path kind(s) ['curvy']"),
+    (["--layers", "trunk.0,neck"], "--layers: unknown layer(s) ['neck'] of small_cnn"),
+])
+def test_bad_selections_exit_2_before_ray_with_nothing_written(study, capsys, args, message):
+    assert main(["pairs", str(study), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (study / "results" / "pairs").exists() and not (study.parent / "pairs").exists()
