@@ -113,7 +113,9 @@ def test_json_output(study_dir, capsys):
     assert code == 0
     report = json.loads(out)
     assert set(report) == {"summary", "methods", "connectivity", "pareto", "importance", "efficiency", "efficiency_goal",
-                           "efficiency_rule", "revival", "revival_curves", "revival_rule"}
+                           "efficiency_rule", "revival", "revival_curves", "revival_rule", "pairs", "pairs_rule",
+                           "pairs_measured", "layers", "layers_rule", "layers_pairs"}
+    assert report["pairs"] == [] and report["layers"] == []  # no pairs measured
     assert report["revival"] == [] and report["revival_curves"] == []  # its trials measured no revival
     s = report["summary"]
     assert (s["study"], s["spec_hash"], s["trials_completed"], s["trials_failed"], s["trials_pruned"]) == \

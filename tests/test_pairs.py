@@ -3,6 +3,7 @@ Ray, in a copy of the session's first study. Values checked against what the stu
 measured between the same models with the same path settings."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pyarrow.dataset as ds
@@ -52,6 +53,23 @@ def test_the_matrix_measures_every_pair_once_and_reuses_what_was_measured(study,
     assert {r["layer"] for r in layers} == {"head"} and len(layers) == 6 * 4
     out = capsys.readouterr().out
     assert "4 models, 6 pairs x kinds (0 written before); 2 fine-tuned model(s) to re-make" in out
+
+    # analyze: per view, mechanism groups that partition the models, cut at the scale (no clean pair, no
+    # control pair in this study: the 0.05 nats floor); models in one group have barriers below it on average
+    assert main(["analyze", str(study), "--format", "json", "--section", "pairs"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["pairs_measured"] == 6
+    for view in ("clean", "cue", "rand_cue", "rand_img"):
+        groups = [g for g in report["pairs"] if g["view"] == view]
+        members = [m for g in groups for m in g["members"].split(", ")]
+        assert sorted(members) == sorted(models) and {g["scale"] for g in groups} == {0.05}, groups
+        for g in groups:
+            names = g["members"].split(", ")
+            within = [by_pair[k]["barrier_loss"] for k in by_pair if k[2] == view and k[0] in names and k[1] in names]
+            assert not within or sum(within) / len(within) < 0.05, (g, within)
+    assert main(["plot", str(study), "--out", str(study / "figures")]) == 0
+    assert (study / "figures" / "pairs.png").is_file() and (study / "figures" / "layers.png").is_file()
+    capsys.readouterr()
 
     # the same command again: nothing to measure
     assert main(["pairs", str(study), "--models", f"base,baselines,{best}", "--layers", "head"]) == 0

@@ -17,6 +17,9 @@ from mmc_sweep.analysis.efficiency import efficiency_table
 from mmc_sweep.analysis.figures import (Size, connectivity_figure, efficiency_figure, history_figure, importance_figure,
                                         pair_title, pareto_figure, path_figure, revival_figure)
 from mmc_sweep.analysis.load import Study, read_paths
+from mmc_sweep.analysis.map_figures import layers_figure, pairs_figure
+from mmc_sweep.analysis.maps import CUE_VIEW, control_barriers, read_layers, read_pairs
+from mmc_sweep.analysis.mechanisms import same_mechanism_scale
 from mmc_sweep.analysis.report import study_revival
 from mmc_sweep.analysis.revival import cue_model_reliance, revival_curves
 from mmc_sweep.analysis.spec import base_seeds, path_kinds
@@ -99,6 +102,28 @@ def connectivity_pairs(trials: pd.DataFrame, spec: dict, chosen: Sequence[str]) 
     return pairs
 
 
+LAYER_PANELS = 6  # pairs x kinds drawn in layers.png
+
+
+def map_figures(study: Study, out_dir: Path, size: Size) -> list[Path | None]:
+    """``pairs.png`` (the barrier matrices with their mechanism groups) and ``layers.png`` (layer-wise
+    barriers), when ``run_study.py pairs`` measured them."""
+    pairs = read_pairs(study)
+    control = control_barriers(pairs, study.trials)
+    name = study.spec.get("name", "study")
+    scale = same_mechanism_scale(control.get(("linear", CUE_VIEW)))
+    layers = read_layers(study)
+    panels = layers[["model_a", "model_b", "kind"]].drop_duplicates()
+    title = f"{name}: which layers carry the difference"
+    if len(panels) > LAYER_PANELS:  # readable panels: the pairs whose layers differ most on the cue view
+        cue = layers[layers["view"] == CUE_VIEW].groupby(["model_a", "model_b", "kind"])["barrier_loss"].max()
+        keep = set(cue.sort_values(ascending=False, kind="stable").index[:LAYER_PANELS])
+        layers = layers[[k in keep for k in zip(layers["model_a"], layers["model_b"], layers["kind"])]]
+        title += f" (the {LAYER_PANELS} of {len(panels)} pairs x kinds with the largest on {CUE_VIEW})"
+    return [pairs_figure(pairs, {}, control, f"{name}: loss barriers between its models", out_dir / "pairs.png", size),
+            layers_figure(layers, title, out_dir / "layers.png", size, scale=scale, scale_view=CUE_VIEW)]
+
+
 def make_figures(study: Study, out_dir: Path, size: Size, trial_ids: Sequence[str] | None = None,
                  tolerance_pp: float = DEFAULT_TOLERANCE_PP, importance: bool = True) -> list[Path]:
     """Write the study's figures into ``out_dir``; return the files written (figures with nothing
@@ -119,6 +144,7 @@ def make_figures(study: Study, out_dir: Path, size: Size, trial_ids: Sequence[st
         efficiency_figure(efficiency_table(trials), study.spec, out_dir / "efficiency.png", size),
         revival_figure(revival_curves(trials, study_revival(study)), cue_model_reliance(trials), study.spec,
                        out_dir / "revival.png", size),
+        *map_figures(study, out_dir, size),
     ]
     if importance:
         from mmc_sweep.study.search.importance import param_importances  # lazy: Optuna, in study/search/

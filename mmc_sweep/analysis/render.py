@@ -23,7 +23,7 @@ from mmc_sweep.analysis.columns import VIEWS, barrier_label, path_label
 from mmc_sweep.analysis.seeds import HI, INTERVAL_RULE, LO
 
 FORMATS = ("table", "markdown", "csv", "json")
-SECTIONS = ("summary", "methods", "connectivity", "pareto", "importance", "efficiency", "revival")
+SECTIONS = ("summary", "methods", "connectivity", "pareto", "importance", "efficiency", "revival", "pairs", "layers")
 UNITS = ("accuracies and cue_reliance are fractions in [0, 1]; barriers are loss barriers in nats "
          "(view after @, path kind in parentheses; none = linear)")
 CONNECTIVITY_UNITS = ("loss: loss barrier, nats (max over α of the loss above the straight line between the ends); "
@@ -148,6 +148,28 @@ def analyze_blocks(report: dict[str, Any], sections: tuple[str, ...] = SECTIONS)
         blocks += efficiency_blocks(report, explain_empty=sections == ("efficiency",))
     if "revival" in sections:
         blocks += revival_blocks(report, explain_empty=sections == ("revival",))
+    if "pairs" in sections or "layers" in sections:
+        blocks += map_blocks(report, sections, explain_empty=len(sections) == 1)
+    return blocks
+
+
+def map_blocks(report: dict[str, Any], sections: tuple[str, ...], explain_empty: bool = False) -> list[Block]:
+    """The mechanism map, when ``run_study.py pairs`` measured one; else nothing, or a line saying how."""
+    blocks = []
+    how = "python run_study.py pairs STUDY_DIR --models base,baselines,top:5 --kinds linear,lmcp"
+    if "pairs" in sections and (report["pairs"] or explain_empty):
+        rows = tuple(report["pairs"])
+        notes = (report["pairs_rule"], "control, scale: loss barriers, nats") if rows else (f"no pairs measured: {how}",)
+        blocks.append(Block(f"Mechanism groups ({report['pairs_measured']} pairs x kinds measured)",
+                            _columns(rows) if rows else ("kind",), rows, notes=notes))
+    if "layers" in sections and (report["layers_pairs"] or explain_empty):
+        rows = tuple(report["layers"])
+        measured = report["layers_pairs"]
+        pairs = ", ".join(f"{p['model_a']} ~ {p['model_b']} ({p['kind']})" for p in measured) if len(measured) <= 6 \
+            else f"{len(measured)} pairs x kinds"
+        notes = ((report["layers_rule"], f"measured layer by layer: {pairs}") if report["layers_pairs"]
+                 else (f"no layer-wise barriers measured: {how} --layers all",))
+        blocks.append(Block("Layers that carry the cue", _columns(rows) if rows else ("layer",), rows, notes=notes))
     return blocks
 
 

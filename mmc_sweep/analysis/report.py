@@ -2,7 +2,9 @@
 
 ``analyze``: ``{summary: dict, methods: [row], connectivity: [row], pareto: [row],
 importance: {objective: entry}, efficiency: [row], efficiency_goal: [row], efficiency_rule: str,
-revival: [row per method], revival_curves: [row per method and step], revival_rule: str}``.
+revival: [row per method], revival_curves: [row per method and step], revival_rule: str, pairs: [row per
+mechanism group of each path kind and view], pairs_rule, pairs_measured, layers: [cue layer rows], layers_rule,
+layers_pairs}`` (``pairs``/``layers``: what ``run_study.py pairs`` measured).
 ``compare``: ``{studies: [summary], methods: [row per method and metric, one column per study,
 plus the difference of each study from the first], efficiency, efficiency_goal, efficiency_rule}``;
 barriers of every path kind any of the studies measures (null for a study without that kind); the
@@ -20,6 +22,7 @@ from mmc_sweep.analysis.columns import ordered_kinds
 from mmc_sweep.analysis.connectivity import connectivity_table
 from mmc_sweep.analysis.efficiency import efficiency_table, goal_rule, smallest_n_clean
 from mmc_sweep.analysis.load import Study, read_table
+from mmc_sweep.analysis.maps import layers_report, pairs_report, read_pairs
 from mmc_sweep.analysis.pareto import front_axes, pareto_front
 from mmc_sweep.analysis.revival import CURVE_COLUMNS, RULE, revival_curves, revival_summary
 from mmc_sweep.analysis.seeds import HI, LO, noise_verdict
@@ -29,7 +32,7 @@ from mmc_sweep.analysis.tables import (DEFAULT_TOLERANCE_PP, DEFAULT_TOP, METRIC
 
 # Counts stored as float64 beside nulls in pandas; reported as integers when whole.
 INTEGER_COLUMNS = frozenset({"n_clean", "n_models", "base_seed", "param_n_clean", "smallest_n_clean", "n_clean_tried",
-                             "step", "not_revived"})
+                             "step", "not_revived", "group"})
 
 
 def plain(value: Any, column: str = "") -> Any:
@@ -66,12 +69,19 @@ def analyze_report(study: Study, top: int = DEFAULT_TOP, tolerance_pp: float = D
         "importance": {},
         **efficiency_report(study.trials, tolerance_pp),
         **revival_report(study),
+        **map_report(study),
     }
     if importance:
         from mmc_sweep.study.search.importance import param_importances  # lazy: Optuna, in study/search/
 
         report["importance"] = param_importances(study.trials, study.spec)
     return report
+
+
+def map_report(study: Study) -> dict[str, Any]:
+    """The mechanism map (``run_study.py pairs``): groups per kind and view, and the cue layers."""
+    pairs = read_pairs(study)
+    return {**pairs_report(study, pairs), **layers_report(study, pairs)}
 
 
 def study_revival(study: Study) -> pd.DataFrame:

@@ -40,7 +40,8 @@ def print_summary(spec: StudySpec, store: Store, console: Console) -> None:
             params = [r.get(f"param_{n}", r.get(n)) for n in searched]
             table.add_row(r["trial_id"], *(f"{v:.4f}" for v in values), *(_fmt(v) for v in params))
         console.print(table)
-    console.print(f"results: {store.uri_of(spec.name, 'results')}/{{trials,paths,history}}/*.parquet")
+    tables = "trials,paths,history" + (",revival" if spec.revival.steps else "")
+    console.print(f"results: {store.uri_of(spec.name, 'results')}/{{{tables}}}/*.parquet")
     if store.local_root is not None:  # the analysis commands read local (or mounted) folders
         console.print(f"analyse: python run_study.py analyze {store.local_root / spec.name}")
 
