@@ -4,7 +4,9 @@ The only package of mmc_sweep that imports Ray or Optuna. Its folders follow the
 each a layer that imports only from the layers below it (``LAYERS``, bottom first;
 ``tests/test_layout.py`` checks it and that no two modules import each other, even lazily):
 
-* ``cli``: the ``run``, ``resume``, ``compact`` and ``status`` subcommands (top);
+* ``cli``: the ``run``, ``resume``, ``pairs``, ``compact`` and ``status`` subcommands (top);
+* ``pairs/``: ``run_study.py pairs``: the connectivity matrix among a study's models, on the run layer's
+  workers and Ray start-up;
 * ``run/``: running it on Ray: connect, the study's one Tune experiment and the order of its trials, the trials, the
   driver's callbacks, Ctrl-C, the end-of-run report;
 * ``search/``: Optuna: samplers, the searcher Tune drives, the Optuna record and its reconciliation,
@@ -19,4 +21,4 @@ Outside this package, only ``mmc_sweep.cli`` imports it (``study.cli``), and the
 ``study.search.importance`` lazily, inside the function that computes importances.
 """
 
-LAYERS = ("faults", "storage", "definition", "search", "run", "cli")  # bottom first: imports go leftwards
+LAYERS = ("faults", "storage", "definition", "search", "run", "pairs", "cli")  # bottom first: imports go leftwards

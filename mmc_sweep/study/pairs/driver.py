@@ -103,7 +103,7 @@ def _tune(name: str, jobs: list[dict], spec, store: Store, refs, paths, layers, 
     from ray import tune
 
     from mmc_sweep.study.pairs.work import pairs_trial
-    from mmc_sweep.study.run.stages import _slots
+    from mmc_sweep.study.run.stages import trial_slots
 
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     trainable = tune.with_resources(
@@ -111,7 +111,7 @@ def _tune(name: str, jobs: list[dict], spec, store: Store, refs, paths, layers, 
                              cpus=spec.resources.cpu), {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     tuner = tune.Tuner(
         trainable, param_space={"job": tune.grid_search(jobs)},
-        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=_slots(spec)),
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=trial_slots(spec)),
         run_config=tune.RunConfig(name=name, storage_path=store.path(spec.name, "tune"),
                                   storage_filesystem=store.given_filesystem, verbose=0, callbacks=[_lines()(len(jobs), line, console)],
                                   failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures)))

@@ -29,7 +29,7 @@ from mmc_sweep.pair_matrix import pair_rows
 from mmc_sweep.paths import PairContext, layer_barriers, measure_layers
 from mmc_sweep.study.definition.spec import StudySpec
 from mmc_sweep.study.pairs.selection import ModelRef
-from mmc_sweep.study.run.trials import _ENDPOINTS, _cpu_task, _setup
+from mmc_sweep.study.run.trials import ENDPOINTS, cpu_task, setup_device
 from mmc_sweep.study.storage.artifacts import StoreMidpoints, has_base, load_base, save_base
 from mmc_sweep.study.storage.results import metadata_for, write_part
 from mmc_sweep.study.storage.store import Store
@@ -46,7 +46,7 @@ def part_name(a: str, b: str, kind: str) -> str:
 
 def study_task(spec: StudySpec, device: torch.device) -> CueTask:
     """The views every pair is evaluated on: the study's data (the cue proportion of its `data`)."""
-    return _cpu_task(spec.base_model("cue", spec.base.seeds[0]).data).to(device)
+    return cpu_task(spec.base_model("cue", spec.base.seeds[0]).data).to(device)
 
 
 def _base(ref: ModelRef) -> BaseModelSpec:
@@ -68,7 +68,7 @@ def pairs_trial(config: dict, *, spec: StudySpec, store: Store, refs: dict[str, 
     """A model or pair job (see the module). An exception is reported (``failed``), not raised: a rerun
     would fail the same way; only a dead worker is retried by Tune."""
     job = config["job"]
-    device = _setup(cpus, spec.resources.gpu)
+    device = setup_device(cpus, spec.resources.gpu)
     try:
         if "model" in job:
             _remake(refs[job["model"]], spec, store, device)
@@ -83,7 +83,7 @@ def _remake(ref: ModelRef, spec: StudySpec, store: Store, device: torch.device) 
     if not has_base(store, ref.key):
         started = time.perf_counter()
         base = _base(ref)
-        task = _cpu_task(base.data).to(device)  # its own cue proportion: the cue images fine-tuning saw
+        task = cpu_task(base.data).to(device)  # its own cue proportion: the cue images fine-tuning saw
         model = finetune_cue_model(task, load_model(store, dataclasses.replace(ref, key=base), task, device),
                                    ref.key.finetune)
         save_base(store, ref.key, model, {"duration_s": time.perf_counter() - started, "device": device_label(device),
@@ -105,7 +105,7 @@ def _measure(a: ModelRef, b: ModelRef, kind: str, spec: StudySpec, store: Store,
     else:
         models = load_model(store, a, task, device), load_model(store, b, task, device)
         _, path_rows = measure_paths(task, {"pair": Pair(*models, (a.key, b.key))}, one, seed=SEED,
-                                     midpoints=StoreMidpoints(store), endpoints=_ENDPOINTS)
+                                     midpoints=StoreMidpoints(store), endpoints=ENDPOINTS)
         rows, reused = [{k: v for k, v in r.items() if k not in ("model_a", "model_b")} for r in pair_rows("", "", path_rows)], False
         store.write_bytes(json.dumps(rows).encode(), *record, "pair.json")
     names = {"model_a": a.id, "model_b": b.id}
@@ -119,7 +119,7 @@ def _measure(a: ModelRef, b: ModelRef, kind: str, spec: StudySpec, store: Store,
             train = {"clean": task.train_clean, "cue": task.train_cue}
             ends = (endpoint_key(task, a.key, one, SEED), endpoint_key(task, b.key, one, SEED))
             ctx = PairContext(one, train, SEED, StoreMidpoints(store), midpoint_key(task, Pair(*models, (a.key, b.key)), one),
-                              _ENDPOINTS, ends)
+                              ENDPOINTS, ends)
             by_layer = layer_barriers(measure_layers(*models, task.path_views(one.views_cue), ctx, layers))
             store.write_bytes(json.dumps(by_layer).encode(), *record, layer_file)
         write_part(store, spec.name, "layers", part_name(a.id, b.id, kind),

@@ -27,7 +27,7 @@ from mmc_sweep.study.storage.results import finished_trials, read_trials
 from mmc_sweep.study.storage.store import Store
 
 
-def _slots(spec: StudySpec) -> int:
+def trial_slots(spec: StudySpec) -> int:
     """Trials the cluster can run at once with the study's per-trial resources."""
     import ray
 
@@ -92,7 +92,7 @@ def _experiment(spec: StudySpec, store: Store, options: RunOptions, searcher: St
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, storage_filesystem=fs,
                                    resume_errored=False, restart_errored=False)
     else:
-        slots = _slots(spec)
+        slots = trial_slots(spec)
         cap = spec.search.max_concurrent or slots
         # always behind a limiter: without one Tune keeps a single trial pending and slots sit idle
         jobs = ConcurrencyLimiter(StudyJobs(spec, store, searcher, cap), max_concurrent=max(cap, slots))

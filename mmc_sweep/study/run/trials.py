@@ -61,16 +61,16 @@ class NonFiniteMetricError(ValueError):
     says which), Optuna is told FAIL; never a `completed` row with holes."""
 
 
-_ENDPOINTS = EndpointRows()  # path endpoints measured in this worker process: later trials reuse their rows
+ENDPOINTS = EndpointRows()  # path endpoints measured in this worker process: later trials reuse their rows
 
 
 @functools.lru_cache(maxsize=2)
-def _cpu_task(data: DataSpec) -> CueTask:
+def cpu_task(data: DataSpec) -> CueTask:
     """Built once per worker process and data spec: Tune reuses actors, so later trials skip it."""
     return build_task(data)
 
 
-def _setup(cpus: float, gpu: float = 0.0) -> torch.device:
+def setup_device(cpus: float, gpu: float = 0.0) -> torch.device:
     """Torch threads = the trial's CPUs; CUDA only when Ray assigned a GPU and CUDA works, with the
     process's CUDA memory capped to the trial's GPU fraction."""
     torch.set_num_threads(max(1, int(cpus)))
@@ -127,13 +127,13 @@ def _stop_the_study(message: str) -> None:
 
 def base_trial(config: dict, *, spec: StudySpec, store: Store, cpus: float) -> None:
     """Train one base model (config: kind, seed, cue_proportion) unless the store already has it."""
-    device = _setup(cpus, spec.resources.gpu)
+    device = setup_device(cpus, spec.resources.gpu)
     job = config["job"]
     key = spec.base_model(job["kind"], job["seed"], job["cue_proportion"])
     if has_base(store, key):
         tune.report({"epoch": 0, STORED_KEY: 1})
         return
-    task = _cpu_task(key.data).to(device)
+    task = cpu_task(key.data).to(device)
     restored = _restored_state(store, spec)
     started = time.perf_counter() - (restored["elapsed_s"] if restored else 0.0)
 
@@ -218,16 +218,16 @@ def _reuse(source: str, trial_id: str, spec: StudySpec, store: Store) -> bool:
 def _load_pair(store: Store, spec: StudySpec, seed: int, proportion: float, device: torch.device):
     """The task of the cue model of (seed, proportion) and both base models, loaded from the store."""
     keys = {"cue": spec.base_model("cue", seed, proportion), "clean": spec.base_model("clean", seed)}
-    task = _cpu_task(keys["cue"].data).to(device)
+    task = cpu_task(keys["cue"].data).to(device)
     return keys, task, {kind: load_base(store, key, task, device) for kind, key in keys.items()}
 
 
 def _base_pair(seed: int, spec: StudySpec, store: Store, cpus: float) -> None:
-    device = _setup(cpus, spec.resources.gpu)
+    device = setup_device(cpus, spec.resources.gpu)
     keys, task, models = _load_pair(store, spec, seed, spec.data.cue_proportion, device)
     pair = Pair(models["cue"], models["clean"], (keys["cue"], keys["clean"]))
     barriers, paths = measure_paths(task, {"cue_to_clean": pair}, spec.paths, seed=seed, midpoints=StoreMidpoints(store),
-                                    endpoints=_ENDPOINTS)
+                                    endpoints=ENDPOINTS)
     trials = []
     for kind, key in keys.items():
         info = json.loads(store.read_bytes(*model_folder(key), "info.json"))
@@ -246,12 +246,12 @@ def _base_pair(seed: int, spec: StudySpec, store: Store, cpus: float) -> None:
 def _control_pair(trial_id: str, first: int, second: int, *, spec: StudySpec, store: Store, cpus: float) -> None:
     """The paths between the clean references of two seeds: same data, same mechanism, other init."""
     started = time.perf_counter()
-    device = _setup(cpus, spec.resources.gpu)
+    device = setup_device(cpus, spec.resources.gpu)
     keys = [spec.base_model("clean", seed) for seed in (first, second)]
-    task = _cpu_task(spec.base_model("cue", first).data).to(device)  # the views and training images of the study
+    task = cpu_task(spec.base_model("cue", first).data).to(device)  # the views and training images of the study
     a, b = (load_base(store, key, task, device) for key in keys)
     barriers, paths = measure_paths(task, {"clean_to_clean": Pair(a, b, tuple(keys))}, spec.paths, seed=first,
-                                    midpoints=StoreMidpoints(store), endpoints=_ENDPOINTS)
+                                    midpoints=StoreMidpoints(store), endpoints=ENDPOINTS)
     row = {"trial_id": trial_id, "role": "base", "status": "completed", "method": "control_clean", "base_seed": first,
            "cue_proportion": 0.0, "epochs": 0, "start_epoch": 0, "device": device_label(device),
            "node": ray.get_runtime_context().get_node_id(), "duration_s": time.perf_counter() - started,
@@ -288,7 +288,7 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
               store: Store, cpus: float, faults: dict[str, str]) -> None:
     """Fine-tune the cue model of (seed, proportion), report per epoch, then measure and report rows.
     ``duration_s`` counts the time before an interruption too (it travels in the epoch state)."""
-    device = _setup(cpus, spec.resources.gpu)
+    device = setup_device(cpus, spec.resources.gpu)
     restored = _restored_state(store, spec)
     started = time.perf_counter() - (restored.get("elapsed_s", 0.0) if restored else 0.0)
     row = {"trial_id": trial_id, "role": role, "method": ft.method, "base_seed": seed, "cue_proportion": proportion,
@@ -313,7 +313,7 @@ def _finetune(trial_id: str, role: str, ft: FinetuneSpec, seed: int, proportion:
         final, paths, revival = finetune_and_measure(task, models["cue"], models["clean"], ft, spec.paths, seed=seed, on_epoch=on_epoch,
                                             resume=restored["finetune"] if restored else None,
                                             keys=(keys["cue"], keys["clean"]), midpoints=StoreMidpoints(store),
-                                            epoch_views=spec.epoch_metrics == "views", endpoints=_ENDPOINTS,
+                                            epoch_views=spec.epoch_metrics == "views", endpoints=ENDPOINTS,
                                             clock=clock, revival=spec.revival)
         if "nan_metric" in faults:  # tests only
             final[f"loss_{faults['nan_metric']}"] = float("nan")
