@@ -62,9 +62,9 @@ def test_a_study_in_an_object_store_stopped_on_one_machine_resumes_on_another(ra
         for folder in folders or ("",):
             s3.download("/".join(filter(None, ("bucket/studies/remote", folder))), mirror / folder)
 
-    def late_in_a_trial() -> bool:  # one trial written, another past its 4th epoch (what it looks at, copied)
-        refresh("results/trials", "trial_states/study")
-        return running_trial_ready(mirror, 3, finished_before=1)
+    def late_in_a_trial() -> bool:  # one trial written, another past its 4th epoch and in the snapshot a resume restores
+        refresh("results/trials", "trial_states/study", "tune/study")  # (what it looks at, copied)
+        return running_trial_ready(mirror, 3, finished_before=1, in_snapshot=True)
 
     monkeypatch.setenv("HOME", str(tmp_path / "home1"))  # the first machine (its journal cache is under its home)
     with signal_when(late_in_a_trial, signal.SIGTERM):
