@@ -1,5 +1,6 @@
 """The ``pairs`` command: check everything, start or join Ray, re-make the fine-tuned models not
 stored yet, measure every pair and kind not written yet (each a Ray Tune trial), print what was done.
+Ctrl-C or SIGTERM stops it as it stops a study (Tune's graceful stop; exit 130 / 143).
 
 Nothing is restored from Tune: every run takes stock from what is stored. A pair is written once its
 ``pairs`` part file exists (its ``layers`` file, with ``--layers``, is written before it), so an
@@ -45,14 +46,28 @@ def run_pairs(study_dir: str, models: str, kinds: str, layers: str | None, optio
                   f"({total - len(todo)} written before); {len(remake)} fine-tuned model(s) to re-make")
     if todo:
         from mmc_sweep.study.run.cluster import connect_ray
+        from mmc_sweep.study.run.interrupt import INTERRUPTS, StartUpInterrupted
 
-        connect_ray(dataclasses.replace(options, storage=stored.storage))
-        by_id = {r.id: r for r in refs}
-        if remake:
-            _tune(EXPERIMENTS[0], [{"model": r.id} for r in remake], spec, store, by_id, paths, layer_names, console,
-                  _model_line)
-        _tune(EXPERIMENTS[1], [{"a": a.id, "b": b.id, "kind": k} for a, b, k in todo], spec, store, by_id, paths,
-              layer_names, console, _pair_line)
+        with INTERRUPTS:  # Ctrl-C / SIGTERM: Tune's graceful stop, then 130 / 143; what is written stays
+            try:
+                with INTERRUPTS.around_ray_start():
+                    connect_ray(dataclasses.replace(options, storage=stored.storage))
+            except StartUpInterrupted:
+                console.print("interrupted while starting: nothing was written", markup=False, highlight=False)
+                return INTERRUPTS.exit_code
+            INTERRUPTS.starting = False
+            by_id = {r.id: r for r in refs}
+            if remake:
+                _tune(EXPERIMENTS[0], [{"model": r.id} for r in remake], spec, store, by_id, paths, layer_names, console,
+                      _model_line)
+            if not INTERRUPTS.stopping:
+                _tune(EXPERIMENTS[1], [{"a": a.id, "b": b.id, "kind": k} for a, b, k in todo], spec, store, by_id,
+                      paths, layer_names, console, _pair_line)
+        if INTERRUPTS.stopping:
+            done = total - sum(not written(*t) for t in todo)
+            console.print(f"interrupted: {done} of {total} pairs x kinds written; the same command measures the rest",
+                          markup=False, highlight=False)
+            return INTERRUPTS.exit_code
     left = [t for t in todo if not written(*t)]
     where = store.uri_of(spec.name, "results", "pairs")
     if left:
@@ -77,11 +92,16 @@ def _pair_line(job: dict, result: dict) -> str:
 def _lines():
     from ray import tune
 
+    from mmc_sweep.study.run.interrupt import INTERRUPTS
+
     class Lines(tune.Callback):
         """One line per finished trial. Tune pickles its callbacks with the experiment: the console stays out."""
 
         def __init__(self, total: int, line: Callable[[dict, dict], str], console: Console) -> None:
             self.total, self.line, self.console, self.done = total, line, console, 0
+
+        def on_step_begin(self, iteration, trials, **info) -> None:
+            INTERRUPTS.on_tune_step()  # a stop asked for before Tune listened
 
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
             if result.get("done") and self.console is not None:
@@ -115,4 +135,10 @@ def _tune(name: str, jobs: list[dict], spec, store: Store, refs, paths, layers, 
         run_config=tune.RunConfig(name=name, storage_path=store.path(spec.name, "tune"),
                                   storage_filesystem=store.given_filesystem, verbose=0, callbacks=[_lines()(len(jobs), line, console)],
                                   failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures)))
-    tuner.fit()
+    from mmc_sweep.study.run.interrupt import INTERRUPTS
+
+    INTERRUPTS.in_tune = True
+    try:
+        tuner.fit()
+    finally:
+        INTERRUPTS.in_tune = False
