@@ -52,7 +52,8 @@ def test_the_matrix_measures_every_pair_once_and_reuses_what_was_measured(study,
     layers = _rows(study, "layers")
     assert {r["layer"] for r in layers} == {"head"} and len(layers) == 6 * 4
     out = capsys.readouterr().out
-    assert "4 models, 6 pairs x kinds (0 written before); 2 fine-tuned model(s) to re-make" in out
+    assert "4 models, 6 pairs x kinds (0 written before, 0 copied from the record of pairs measured before); " \
+           "2 fine-tuned model(s) to re-make" in out
 
     # analyze: per view, mechanism groups that partition the models, cut at the scale (no clean pair, no
     # control pair in this study: the 0.05 nats floor); models in one group have barriers below it on average
@@ -73,10 +74,11 @@ def test_the_matrix_measures_every_pair_once_and_reuses_what_was_measured(study,
 
     # the same command again: nothing to measure
     assert main(["pairs", str(study), "--models", f"base,baselines,{best}", "--layers", "head"]) == 0
-    assert "(6 written before)" in capsys.readouterr().out
-    # the study's rows lost: measured before (the storage's record of pairs), so reused, not re-run
+    assert "(6 written before, 0 copied" in capsys.readouterr().out
+    # the study's rows lost: measured before (the storage's record of pairs), so copied, not measured again
     shutil.rmtree(study / "results" / "pairs")
     assert main(["pairs", str(study), "--models", "base_cue_s0,naive_ft_s0"]) == 0
+    assert "(0 written before, 1 copied from the record of pairs measured before)" in capsys.readouterr().out
     again = _rows(study, "pairs")
     assert len(again) == 4 and all(r["reused"] for r in again)
     assert {r["view"]: r["barrier_loss"] for r in again} == \

@@ -33,17 +33,20 @@ def run_pairs(study_dir: str, models: str, kinds: str, layers: str | None, optio
     kinds_wanted, layer_names = check_kinds(kinds), check_layers(spec, layers)
     refs = select_models(spec, store, models)
     paths = dataclasses.replace(spec.paths, kinds=kinds_wanted)
-    from mmc_sweep.study.pairs.work import part_name
+    from mmc_sweep.study.pairs.work import copy_recorded, part_name
 
     def written(a, b, kind) -> bool:
         tables = ("pairs",) + (("layers",) if layer_names is not None else ())
         return all(store.exists(spec.name, "results", t, f"{part_name(a.id, b.id, kind)}.parquet") for t in tables)
 
-    todo = [(a, b, kind) for a, b in pair_list(refs) for kind in kinds_wanted if not written(a, b, kind)]
-    remake = [r for r in refs if isinstance(r.key, FinetunedSpec) and not has_base(store, r.key)]
+    missing = [(a, b, kind) for a, b in pair_list(refs) for kind in kinds_wanted if not written(a, b, kind)]
+    todo = [(a, b, kind) for a, b, kind in missing if not copy_recorded(store, spec, a, b, kind, paths, layer_names)]
+    needed = {r.id for a, b, _ in todo for r in (a, b)}
+    remake = [r for r in refs if r.id in needed and isinstance(r.key, FinetunedSpec) and not has_base(store, r.key)]
     total = len(pair_list(refs)) * len(kinds_wanted)
     console.print(f"pairs of study [bold]{spec.name}[/]: {len(refs)} models, {total} pairs x kinds "
-                  f"({total - len(todo)} written before); {len(remake)} fine-tuned model(s) to re-make")
+                  f"({total - len(missing)} written before, {len(missing) - len(todo)} copied from the record of "
+                  f"pairs measured before); {len(remake)} fine-tuned model(s) to re-make")
     if todo:
         from mmc_sweep.study.run.cluster import connect_ray
         from mmc_sweep.study.run.interrupt import INTERRUPTS, StartUpInterrupted
@@ -92,8 +95,6 @@ def _pair_line(job: dict, result: dict) -> str:
 def _lines():
     from ray import tune
 
-    from mmc_sweep.study.run.interrupt import INTERRUPTS
-
     class Lines(tune.Callback):
         """One line per finished trial. Tune pickles its callbacks with the experiment: the console stays out."""
 
@@ -101,6 +102,8 @@ def _lines():
             self.total, self.line, self.console, self.done = total, line, console, 0
 
         def on_step_begin(self, iteration, trials, **info) -> None:
+            from mmc_sweep.study.run.interrupt import INTERRUPTS  # here: a closure over it would be pickled
+
             INTERRUPTS.on_tune_step()  # a stop asked for before Tune listened
 
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:

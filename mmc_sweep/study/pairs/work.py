@@ -5,9 +5,10 @@ matrix over pairs measured alone.
 * ``{"model": id}``: re-make a fine-tuned model that is not stored yet — fine-tune the stored cue model
   again with the trial's recorded settings (the same seeds, so the same model on a CPU) — and store it
   content-addressed beside the base models (``models/<hash of its FinetunedSpec>/``);
-* ``{"a": id, "b": id, "kind": kind}``: the pair's rows of one path kind, from the storage's shared
-  record of pairs (``pairs/<pair key>/``: measured before, by this or another study) or measured now
-  and recorded there; then written to the study's ``layers`` (with ``--layers``) and ``pairs`` tables.
+* ``{"a": id, "b": id, "kind": kind}``: the pair's rows of one path kind, measured and recorded in the
+  storage's shared record of pairs (``pairs/<pair key>/``), then written to the study's ``layers``
+  (with ``--layers``) and ``pairs`` tables. A pair whose record holds everything asked for (measured
+  before, by this or another study) is copied by the driver (:func:`copy_recorded`), with no trial.
 """
 from __future__ import annotations
 
@@ -92,13 +93,37 @@ def _remake(ref: ModelRef, spec: StudySpec, store: Store, device: torch.device) 
     tune.report({"done": 1})
 
 
+def pair_record(spec: StudySpec, a: ModelRef, b: ModelRef, one: PathSpec) -> tuple[str, tuple[str, str]]:
+    """The pair's content key (both models' specs, the study's data, the path settings of one kind, the
+    BN seed) and where its record lives in the storage (``pairs/<key>/``, shared by every study there)."""
+    key = f"{spec_hash(a.key, b.key, spec.base_model('cue', spec.base.seeds[0]).data, one)}-{SEED}"
+    return key, ("pairs", key)
+
+
+def layers_file(layers: tuple[str, ...]) -> str:
+    return f"layers-{hashlib.sha256(','.join(layers).encode()).hexdigest()[:16]}.json"
+
+
+def copy_recorded(store: Store, spec: StudySpec, a: ModelRef, b: ModelRef, kind: str, paths: PathSpec,
+                  layers: tuple[str, ...] | None) -> bool:
+    """Write the pair's part files from its record when everything asked for was measured before (the
+    driver does it: no trial needed); False when something is missing."""
+    key, record = pair_record(spec, a, b, dataclasses.replace(paths, kinds=(kind,)))
+    wanted = ["pair.json"] + ([layers_file(layers)] if layers is not None else [])
+    if not all(store.exists(*record, name) for name in wanted):
+        return False
+    by_layer = json.loads(store.read_bytes(*record, wanted[1])) if layers is not None else None
+    _write(store, spec, a, b, kind, key, json.loads(store.read_bytes(*record, "pair.json")), by_layer, True,
+           0.0, "none (copied from the record of pairs)")
+    return True
+
+
 def _measure(a: ModelRef, b: ModelRef, kind: str, spec: StudySpec, store: Store, paths: PathSpec,
              layers: tuple[str, ...] | None, device: torch.device) -> None:
     started = time.perf_counter()
     task = study_task(spec, device)
     one = dataclasses.replace(paths, kinds=(kind,))
-    key = f"{spec_hash(a.key, b.key, task.spec, one)}-{SEED}"
-    record = ("pairs", key)
+    key, record = pair_record(spec, a, b, one)
     models = None
     if store.exists(*record, "pair.json"):
         rows, reused = json.loads(store.read_bytes(*record, "pair.json")), True
@@ -108,12 +133,10 @@ def _measure(a: ModelRef, b: ModelRef, kind: str, spec: StudySpec, store: Store,
                                      midpoints=StoreMidpoints(store), endpoints=ENDPOINTS)
         rows, reused = [{k: v for k, v in r.items() if k not in ("model_a", "model_b")} for r in pair_rows("", "", path_rows)], False
         store.write_bytes(json.dumps(rows).encode(), *record, "pair.json")
-    names = {"model_a": a.id, "model_b": b.id}
-    meta = metadata_for(spec.hash, device_label(device))
+    by_layer = None
     if layers is not None:
-        layer_file = f"layers-{hashlib.sha256(','.join(layers).encode()).hexdigest()[:16]}.json"
-        if store.exists(*record, layer_file):
-            by_layer = json.loads(store.read_bytes(*record, layer_file))
+        if store.exists(*record, layers_file(layers)):
+            by_layer = json.loads(store.read_bytes(*record, layers_file(layers)))
         else:
             models = models or (load_model(store, a, task, device), load_model(store, b, task, device))
             train = {"clean": task.train_clean, "cue": task.train_cue}
@@ -121,15 +144,24 @@ def _measure(a: ModelRef, b: ModelRef, kind: str, spec: StudySpec, store: Store,
             ctx = PairContext(one, train, SEED, StoreMidpoints(store), midpoint_key(task, Pair(*models, (a.key, b.key)), one),
                               ENDPOINTS, ends)
             by_layer = layer_barriers(measure_layers(*models, task.path_views(one.views_cue), ctx, layers))
-            store.write_bytes(json.dumps(by_layer).encode(), *record, layer_file)
+            store.write_bytes(json.dumps(by_layer).encode(), *record, layers_file(layers))
+    _write(store, spec, a, b, kind, key, rows, by_layer, reused, time.perf_counter() - started, device_label(device))
+    barrier = {r["view"]: r["barrier_loss"] for r in rows}
+    tune.report({"done": 1, "reused": int(reused), "barriers_json": json.dumps(barrier)})
+
+
+def _write(store: Store, spec: StudySpec, a: ModelRef, b: ModelRef, kind: str, key: str, rows: list[dict],
+           by_layer: list[dict] | None, reused: bool, seconds: float, device: str) -> None:
+    """The pair's part files in the study: ``layers`` (with layers) first, ``pairs`` last (the commit)."""
+    names = {"model_a": a.id, "model_b": b.id}
+    meta = metadata_for(spec.hash, device)
+    if by_layer is not None:
         write_part(store, spec.name, "layers", part_name(a.id, b.id, kind),
                    [{**names, **r, "pair_key": key} for r in by_layer], meta)
     info = {**names, "method_a": a.method, "method_b": b.method, "cue_proportion_a": a.cue_proportion,
-            "cue_proportion_b": b.cue_proportion, "pair_key": key, "reused": reused,
-            "duration_s": time.perf_counter() - started, "finished_at": _now()}
-    write_part(store, spec.name, "pairs", part_name(a.id, b.id, kind), [{**info, **r} for r in rows], meta)  # the commit
-    barrier = {r["view"]: r["barrier_loss"] for r in rows}
-    tune.report({"done": 1, "reused": int(reused), "barriers_json": json.dumps(barrier)})
+            "cue_proportion_b": b.cue_proportion, "pair_key": key, "reused": reused, "duration_s": seconds,
+            "finished_at": _now()}
+    write_part(store, spec.name, "pairs", part_name(a.id, b.id, kind), [{**info, **r} for r in rows], meta)
 
 
 def _now():
