@@ -17,7 +17,6 @@ from mmc_sweep.study.storage.results import PARAM_TYPES, read_trials
 from mmc_sweep.study.storage.store import Store
 
 
-
 @dataclass(frozen=True)
 class ModelRef:
     """One model of the matrix: its id (as in ``trials``: ``base_cue_s0``, ``naive_ft_s0``, a search
