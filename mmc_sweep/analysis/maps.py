@@ -25,13 +25,11 @@ LAYERS_RULE = (f"cue layers: those whose interpolation alone (every other layer 
 
 
 def read_pairs(study: Study) -> pd.DataFrame:
-    return read_table(study.folder, "pairs", PAIR_COLUMNS) if (study.folder / "results" / "pairs").is_dir() \
-        else pd.DataFrame(columns=list(PAIR_COLUMNS))
+    return read_table(study.folder, "pairs", PAIR_COLUMNS)
 
 
 def read_layers(study: Study) -> pd.DataFrame:
-    return read_table(study.folder, "layers", LAYER_COLUMNS) if (study.folder / "results" / "layers").is_dir() \
-        else pd.DataFrame(columns=list(LAYER_COLUMNS))
+    return read_table(study.folder, "layers", LAYER_COLUMNS)
 
 
 def control_barriers(pairs: pd.DataFrame, trials: pd.DataFrame) -> dict[tuple[str, str], float]:

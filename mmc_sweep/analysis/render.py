@@ -181,9 +181,11 @@ def revival_blocks(report: dict[str, Any], explain_empty: bool = False) -> list[
         return [] if not explain_empty else [Block("Cue revival", ("method",), (), notes=(
             "no trial measured a revival: set revival.steps (e.g. [1, 2, 4, 8, 16, 32]) in the study file",))]
     steps = sorted({r["step"] for r in report["revival_curves"]})
-    curves = tuple({"method": m, **{f"step {s}": next((r["cue_reliance"] for r in report["revival_curves"]
-                                                      if r["method"] == m and r["step"] == s), None) for s in steps}}
-                   for m in dict.fromkeys(r["method"] for r in report["revival_curves"]))
+    by_method: dict[str, dict] = {}  # one row per method, a column per step count
+    for r in report["revival_curves"]:
+        by_method.setdefault(r["method"], {"method": r["method"], **dict.fromkeys(f"step {s}" for s in steps)})
+        by_method[r["method"]][f"step {r['step']}"] = r["cue_reliance"]
+    curves = tuple(by_method.values())
     return [Block("Cue revival: re-training on cue data brings the cue back", _columns(rows), rows,
                   notes=(report["revival_rule"], "cue_reliance: fraction, 0 = ignores the cue, 1 = follows it")),
             Block("Mean cue reliance after each number of re-training steps", _columns(curves), curves)]

@@ -35,11 +35,14 @@ def run_pairs(study_dir: str, models: str, kinds: str, layers: str | None, optio
     paths = dataclasses.replace(spec.paths, kinds=kinds_wanted)
     from mmc_sweep.study.pairs.work import copy_recorded, part_name
 
-    def written(a, b, kind) -> bool:
+    def written() -> Callable[[object, object, str], bool]:
+        """Whether a pair's part files are there: one listing per table, not a request per pair."""
         tables = ("pairs",) + (("layers",) if layer_names is not None else ())
-        return all(store.exists(spec.name, "results", t, f"{part_name(a.id, b.id, kind)}.parquet") for t in tables)
+        names = set.intersection(*(set(store.list(spec.name, "results", t)) for t in tables))
+        return lambda a, b, kind: f"{part_name(a.id, b.id, kind)}.parquet" in names
 
-    missing = [(a, b, kind) for a, b in pair_list(refs) for kind in kinds_wanted if not written(a, b, kind)]
+    done_before = written()
+    missing = [(a, b, kind) for a, b in pair_list(refs) for kind in kinds_wanted if not done_before(a, b, kind)]
     todo = [(a, b, kind) for a, b, kind in missing if not copy_recorded(store, spec, a, b, kind, paths, layer_names)]
     needed = {r.id for a, b, _ in todo for r in (a, b)}
     remake = [r for r in refs if r.id in needed and isinstance(r.key, FinetunedSpec) and not has_base(store, r.key)]
@@ -67,11 +70,13 @@ def run_pairs(study_dir: str, models: str, kinds: str, layers: str | None, optio
                 _tune(EXPERIMENTS[1], [{"a": a.id, "b": b.id, "kind": k} for a, b, k in todo], spec, store, by_id,
                       paths, layer_names, console, _pair_line)
         if INTERRUPTS.stopping:
-            done = total - sum(not written(*t) for t in todo)
+            done_now = written()
+            done = total - sum(not done_now(*t) for t in todo)
             console.print(f"interrupted: {done} of {total} pairs x kinds written; the same command measures the rest",
                           markup=False, highlight=False)
             return INTERRUPTS.exit_code
-    left = [t for t in todo if not written(*t)]
+    done_now = written()
+    left = [t for t in todo if not done_now(*t)]
     where = store.uri_of(spec.name, "results", "pairs")
     if left:
         console.print(f"[red]{len(left)} of {total} pairs not measured[/] (see the Ray logs, --verbose); "

@@ -18,6 +18,7 @@ import json
 import traceback
 import time
 from collections import OrderedDict
+from datetime import datetime, timezone
 
 import torch
 from ray import tune
@@ -160,11 +161,6 @@ def _write(store: Store, spec: StudySpec, a: ModelRef, b: ModelRef, kind: str, k
                    [{**names, **r, "pair_key": key} for r in by_layer], meta)
     info = {**names, "method_a": a.method, "method_b": b.method, "cue_proportion_a": a.cue_proportion,
             "cue_proportion_b": b.cue_proportion, "pair_key": key, "reused": reused, "duration_s": seconds,
-            "finished_at": _now()}
+            "finished_at": datetime.now(timezone.utc)}
     write_part(store, spec.name, "pairs", part_name(a.id, b.id, kind), [{**info, **r} for r in rows], meta)
 
-
-def _now():
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)

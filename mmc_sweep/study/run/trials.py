@@ -41,7 +41,7 @@ from mmc_sweep.study.run.jobs import STORED_KEY
 from mmc_sweep.study.search.searcher import REUSE_KEY, ROWS_KEY  # ROWS_KEY: the final report's rows (JSON)
 from mmc_sweep.study.storage.artifacts import (StoreMidpoints, has_base, load_base, load_trial_state, model_folder,
                                               save_base, save_trial_state, trial_state_parts)
-from mmc_sweep.study.storage.results import PARAM_TYPES, read_trial
+from mmc_sweep.study.storage.results import PARAM_TYPES, TABLES, read_trial
 from mmc_sweep.study.storage.store import Store
 from mmc_sweep.train import DivergedError
 
@@ -208,7 +208,7 @@ def _reuse(source: str, trial_id: str, spec: StudySpec, store: Store) -> bool:
     row = {k: v for k, v in trials[0].items() if k not in ("study", "finished_at", "retries")}
     row.update(trial_id=trial_id, reused_from=source, duration_s=0.0, node=ray.get_runtime_context().get_node_id())
     copy = {"trials": [row]}
-    for table in ("paths", "history", "revival"):
+    for table in TABLES[:-1]:  # every table written before `trials`
         copy[table] = [{**{k: v for k, v in r.items() if k != "study"}, "trial_id": trial_id} for r in rows[table]]
     objectives = {key: row.get(key, float("nan")) for key in _reported(spec)}
     tune.report({"epoch": row.get("epochs") or 0, **objectives, ROWS_KEY: json.dumps(copy, default=str)})
