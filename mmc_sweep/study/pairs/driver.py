@@ -51,7 +51,7 @@ def run_pairs(study_dir: str, models: str, kinds: str, layers: str | None, optio
                   f"({total - len(missing)} written before, {len(missing) - len(todo)} copied from the record of "
                   f"pairs measured before); {len(remake)} fine-tuned model(s) to re-make")
     if todo:
-        from mmc_sweep.study.run.cluster import connect_ray
+        from mmc_sweep.study.run.cluster import START_UP_INTERRUPTED, connect_ray
         from mmc_sweep.study.run.interrupt import INTERRUPTS, StartUpInterrupted
 
         with INTERRUPTS:  # Ctrl-C / SIGTERM: Tune's graceful stop, then 130 / 143; what is written stays
@@ -59,7 +59,8 @@ def run_pairs(study_dir: str, models: str, kinds: str, layers: str | None, optio
                 with INTERRUPTS.around_ray_start():
                     connect_ray(dataclasses.replace(options, storage=stored.storage))
             except StartUpInterrupted:
-                console.print("interrupted while starting: nothing was written", markup=False, highlight=False)
+                if INTERRUPTS.claim_start_up_report():  # else the watcher of a blocked ray.init said it
+                    console.print(START_UP_INTERRUPTED, markup=False, highlight=False)
                 return INTERRUPTS.exit_code
             INTERRUPTS.starting = False
             by_id = {r.id: r for r in refs}

@@ -41,10 +41,12 @@ class Interrupts:
         self.in_tune = False  # inside Tuner.fit
         self._stop_pending = False  # Tune's stop asked for before Tune listened for it
         self._previous: dict[int, object] = {}
+        self._start_up_reported = threading.Lock()  # held once the start-up interrupt is reported
 
     def __enter__(self) -> "Interrupts":
         self.received, self.starting, self.in_tune, self._stop_pending, self._previous = None, True, False, False, {}
         self.failure = None
+        self._start_up_reported = threading.Lock()
         if threading.current_thread() is threading.main_thread():  # elsewhere signals cannot be caught
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
             self._previous = {s: signal.signal(s, self._handle) for s in _SIGNALS}
@@ -81,6 +83,11 @@ class Interrupts:
         finally:
             if self._previous:  # ours were installed (the main thread)
                 signal.signal(signal.SIGTERM, self._handle)
+
+    def claim_start_up_report(self) -> bool:
+        """True for the one caller that reports an interrupted start-up: the main thread, or the watcher
+        thread of a blocked ``ray.init`` (:mod:`~mmc_sweep.study.run.cluster`), whichever comes first."""
+        return self._start_up_reported.acquire(blocking=False)
 
     @property
     def stopping(self) -> bool:
