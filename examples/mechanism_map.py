@@ -61,7 +61,7 @@ MODEL = ModelSpec(arch="small_cnn")
 TRAIN = TrainSpec(epochs=6)
 PROPORTIONS = (0.8, 1.0)  # cue proportions of the cue models (--proportions); the first one's seed-0 model is fine-tuned
 SEEDS = (0, 1)
-# n_clean a multiple of batch_size: a tiny last batch makes a noisy last step
+# n_clean a multiple of batch_size: whole batches, the same run whatever finetune.batching
 FINETUNE = FinetuneSpec(n_clean=512, batch_size=64, epochs=10)
 METHODS = ("naive_ft", "llrt", "cbft")
 BN_RESET = BNResetSpec(batches=2)  # cumulative, 2 x 256 clean training images per point

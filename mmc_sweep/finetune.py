@@ -82,7 +82,8 @@ def _fit_full(model: CueModel, step_loss, clean: ImageSet, spec: FinetuneSpec, o
     fit(
         model, model.parameters(), step_loss, clean,
         epochs=spec.epochs, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
-        batch_size=spec.batch_size, seed=spec.seed, schedule=spec.schedule, nesterov=spec.nesterov, on_epoch=on_epoch,
+        batch_size=spec.batch_size, seed=spec.seed, schedule=spec.schedule, nesterov=spec.nesterov,
+        even_batches=spec.batching == "even", on_epoch=on_epoch,
         resume=resume,
     )
 
@@ -121,7 +122,8 @@ def _probe(model: CueModel, clean: ImageSet, spec: FinetuneSpec, recipe: tuple[i
         model, model.head.parameters(), lambda f, y, epoch, rng: F.cross_entropy(model.head(f.flatten(1)), y),
         ImageSet(feats[:, :, None, None], clean.y),
         epochs=epochs, lr=lr, momentum=spec.momentum, weight_decay=weight_decay,
-        batch_size=spec.batch_size, seed=spec.seed, schedule=spec.schedule, nesterov=spec.nesterov, on_epoch=on_epoch,
+        batch_size=spec.batch_size, seed=spec.seed, schedule=spec.schedule, nesterov=spec.nesterov,
+        even_batches=spec.batching == "even", on_epoch=on_epoch,
         resume=resume,
     )
 

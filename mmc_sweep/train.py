@@ -147,13 +147,15 @@ def fit(
     nesterov: bool = True,
     milestones: tuple[int, ...] = (),
     gamma: float = 0.1,
+    even_batches: bool = False,
     on_epoch: EpochCallback | None = None,
     resume: dict | None = None,
 ) -> None:
     """Minimise ``step_loss`` over ``data`` for ``epochs`` epochs, updating ``params`` in place.
 
     ``schedule``: see :func:`lr_factor`. ``nesterov``: Nesterov momentum when ``momentum > 0``, else
-    plain (heavy-ball) momentum. The schedule advances once per batch, however many optimizer steps
+    plain (heavy-ball) momentum. ``even_batches``: batches of sizes that differ by at most one instead of
+    full ones and a remainder (:meth:`ImageSet.batches`). The schedule advances once per batch, however many optimizer steps
     the batch takes; the reported epoch loss sums a batch's stage losses.
 
     ``resume`` is a state returned by the ``checkpoint`` callable given to ``on_epoch``: training
@@ -182,7 +184,7 @@ def fit(
         model.train()
         total_loss = torch.zeros((), device=data.x.device)
         batches = 0
-        for x, y in data.batches(batch_size, generator=rng):
+        for x, y in data.batches(batch_size, generator=rng, even=even_batches):
             out = step_loss(x, y, epoch, rng)
             for stage in out if isinstance(out, Iterator) else (out,):  # an iterator is pulled after each step
                 total_loss += _optimizer_step(optimizer, stage)

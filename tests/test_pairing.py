@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from mmc_sweep.config import DataSpec, ModelSpec, spec_hash, stream_seed
+from mmc_sweep.config import DataSpec, FinetuneSpec, ModelSpec, spec_hash, stream_seed
 from mmc_sweep.data import build_task
 from mmc_sweep.errors import InputError
 from mmc_sweep.experiment import new_model, train_base
@@ -19,7 +19,7 @@ from mmc_sweep.train import epoch_generator
 from study_files import TINY
 
 CPU = torch.device("cpu")
-# pinned before base.pairing existed (the twins of every study so far)
+# pinned before base.pairing and finetune.batching existed (twins and ragged batches: every study till then)
 OLD_TINY_STUDY, OLD_TINY_CLEAN, OLD_TINY_CUE = "de18f2b2f7216bf9", "9571788b16930d9f", "902a745319a21cda"
 
 
@@ -50,8 +50,14 @@ def test_the_clean_reference_is_a_twin_only_when_shared(pairing):
         assert len({clean.init_seed, clean.order_seed, 0}) == 3
 
 
+def _before(**changes) -> dict:
+    """TINY as it was before base.pairing and finetune.batching: their legacy values."""
+    return {**TINY, "base": {**TINY["base"], "pairing": "shared"}, "finetune": {**TINY["finetune"], "batching": "ragged"},
+            **changes}
+
+
 def test_cue_models_and_shared_clean_references_keep_their_hashes():
-    shared = parse_study({**TINY, "base": {**TINY["base"], "pairing": "shared"}})
+    shared = parse_study(_before())
     independent = parse_study(TINY)  # the default for a new study
     assert independent.base.pairing == "independent"
     assert shared.hash == OLD_TINY_STUDY and independent.hash != OLD_TINY_STUDY
@@ -60,14 +66,14 @@ def test_cue_models_and_shared_clean_references_keep_their_hashes():
     assert spec_hash(shared.base_model("clean", 0)) == OLD_TINY_CLEAN
     assert spec_hash(independent.base_model("clean", 0)) != OLD_TINY_CLEAN  # another model: never the twin's file
     # the default spec, pinned before base.pairing existed
-    assert StudySpec(base=BaseSpec(pairing="shared")).hash == "0563a70473646d15"
+    assert StudySpec(base=BaseSpec(pairing="shared"), finetune=FinetuneSpec(batching="ragged")).hash == "0563a70473646d15"
 
 
 def _old_study_folder(tmp_path) -> tuple[Store, StudySpec]:
-    """A study.yaml as written before base.pairing existed (the resolved spec without the key)."""
-    spec = parse_study({**TINY, "base": {**TINY["base"], "pairing": "shared"}})
+    """A study.yaml as written before base.pairing and finetune.batching existed (the resolved spec without them)."""
+    spec = parse_study(_before())
     raw = yaml.safe_load(dump_study(spec))
-    del raw["base"]["pairing"]
+    del raw["base"]["pairing"], raw["finetune"]["batching"]
     folder = tmp_path / spec.name
     folder.mkdir()
     (folder / "study.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -77,11 +83,12 @@ def _old_study_folder(tmp_path) -> tuple[Store, StudySpec]:
 def test_a_study_from_before_pairing_resumes_as_shared(tmp_path):
     store, old = _old_study_folder(tmp_path)
     resumed, options = load_resumable(str(tmp_path / old.name))
-    assert resumed.base.pairing == "shared" and resumed.hash == OLD_TINY_STUDY
+    assert resumed.base.pairing == "shared" and resumed.finetune.batching == "ragged" and resumed.hash == OLD_TINY_STUDY
     assert spec_hash(resumed.base_model("clean", 0)) == OLD_TINY_CLEAN  # it finds its stored base models
     check_study_name(store, resumed)  # the same study: it resumes
     raw = yaml.safe_load((tmp_path / old.name / "study.yaml").read_text())
-    assert parse_study(raw).base.pairing == "independent"  # the same file as a *new* study file: the new default
+    new = parse_study(raw)  # the same file as a *new* study file: the new defaults
+    assert (new.base.pairing, new.finetune.batching) == ("independent", "even")
     with pytest.raises(InputError, match="exists with another spec"):  # running it again under the old name
         check_study_name(store, parse_study(raw))
 

@@ -52,18 +52,32 @@ class ImageSet:
         return self.subset(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values)
 
     def batches(
-        self, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
+        self, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False, even: bool = False
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield ``(x, y)`` batches: shuffled with ``generator`` (a CPU generator) when given, in order otherwise."""
+        """Yield ``(x, y)`` batches: shuffled with ``generator`` (a CPU generator) when given, in order otherwise.
+
+        ``even``: the same number of batches, ceil(n / batch_size), with sizes that differ by at most one
+        (200 images at 64: four of 50, not 64, 64, 64, 8). A last batch of a few images is a step, and a
+        BatchNorm update, on almost nothing: it can wreck fine-tuning on a small clean set.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
         n = len(self)
-        stop = n - n % batch_size if drop_last else n
-        if generator is None:
-            for start in range(0, stop, batch_size):
-                yield self.x[start:start + batch_size], self.y[start:start + batch_size]
-            return
-        order = host_to(torch.randperm(n, generator=generator), self.x.device)
-        for start in range(0, stop, batch_size):
-            idx = order[start:start + batch_size]
-            yield self.x[idx], self.y[idx]
+        order = None if generator is None else host_to(torch.randperm(n, generator=generator), self.x.device)
+        for start, stop in batch_bounds(n, batch_size, drop_last, even):
+            if order is None:
+                yield self.x[start:stop], self.y[start:stop]
+            else:
+                idx = order[start:stop]
+                yield self.x[idx], self.y[idx]
+
+
+def batch_bounds(n: int, batch_size: int, drop_last: bool = False, even: bool = False) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each batch of ``n`` items (see :meth:`ImageSet.batches`)."""
+    if even:
+        count = -(-n // batch_size)
+        size, larger = divmod(n, max(count, 1))
+        stops = [(i + 1) * size + min(i + 1, larger) for i in range(count)]
+        return list(zip([0] + stops[:-1], stops))
+    stop = n - n % batch_size if drop_last else n
+    return [(start, min(start + batch_size, n)) for start in range(0, stop, batch_size)]
