@@ -67,6 +67,9 @@ def test_a_study_in_an_object_store_stopped_on_one_machine_resumes_on_another(ra
         return running_trial_ready(mirror, 3, finished_before=1, in_snapshot=True)
 
     monkeypatch.setenv("HOME", str(tmp_path / "home1"))  # the first machine (its journal cache is under its home)
+    # Tune's snapshot (synced to the bucket) every 0.5 s, not every ~10 s: on a fast machine the whole
+    # study takes about 10 s, and the trial to stop must be in a snapshot before it ends
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0.5")
     with signal_when(late_in_a_trial, signal.SIGTERM):
         code = main(["run", str(spec), "--storage", storage, "--address", ray_cluster.address])
     output = capsys.readouterr()
