@@ -54,6 +54,11 @@ def test_the_matrix_measures_every_pair_once_and_reuses_what_was_measured(study,
     out = capsys.readouterr().out
     assert "4 models, 6 pairs x kinds (0 written before, 0 copied from the record of pairs measured before); " \
            "2 fine-tuned model(s) to re-make" in out
+    # status counts them per kind (they are measured on demand: no expected count)
+    assert main(["status", str(study), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pairs"] == {"linear": 6}
+    assert main(["status", str(study)]) == 0
+    assert "pairs measured by `run_study.py pairs`: 6 (linear 6)" in capsys.readouterr().out
 
     # analyze: per view, mechanism groups that partition the models, cut at the scale (no clean pair, no
     # control pair in this study: the 0.05 nats floor); models in one group have barriers below it on average

@@ -198,6 +198,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from mmc_sweep.study.definition.folder import load_resumable
+    from mmc_sweep.study.pairs.parts import pairs_per_kind
     from mmc_sweep.study.run.jobs import EXPERIMENT, study_status
     from mmc_sweep.study.storage.results import check_results_readable
     from mmc_sweep.study.storage.store import Store
@@ -206,10 +207,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = Store.open(options.storage)
     check_results_readable(store, spec.name)
     parts = study_status(spec, store)
+    pairs = pairs_per_kind(store, spec.name)  # measured on demand (the pairs command): no expected count
     on_disk = store.exists(spec.name, "tune", EXPERIMENT)
     if args.format == "json":
-        print(json.dumps({"study": spec.name, "hash": spec.hash, "parts": parts, "tune_experiment": on_disk,
-                          "results": store.uri_of(spec.name, "results")}))
+        print(json.dumps({"study": spec.name, "hash": spec.hash, "parts": parts, "pairs": pairs,
+                          "tune_experiment": on_disk, "results": store.uri_of(spec.name, "results")}))
         return 0
     table = Table(title=f"study {spec.name} ({spec.hash})")
     columns = ("part", "completed", "failed", "pruned", "expected", "missing")
@@ -219,5 +221,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.add_row(*(str(part[c]) for c in columns))
     console = Console()
     console.print(table)
+    if pairs:
+        counts = ", ".join(f"{kind} {n}" for kind, n in pairs.items())
+        console.print(f"pairs measured by `run_study.py pairs`: {sum(pairs.values())} ({counts})", markup=False)
     console.print(f"Tune experiment on disk: {'yes' if on_disk else 'none yet'}; results: {store.uri_of(spec.name, 'results')}")
     return 0

@@ -18,6 +18,7 @@ from rich.console import Console
 from mmc_sweep.config import FinetunedSpec
 from mmc_sweep.study.definition.folder import load_resumable
 from mmc_sweep.study.definition.options import RunOptions
+from mmc_sweep.study.pairs.parts import part_name, written_parts
 from mmc_sweep.study.pairs.selection import check_kinds, check_layers, pair_list, select_models
 from mmc_sweep.study.storage.artifacts import has_base
 from mmc_sweep.study.storage.store import Store
@@ -33,13 +34,13 @@ def run_pairs(study_dir: str, models: str, kinds: str, layers: str | None, optio
     kinds_wanted, layer_names = check_kinds(kinds), check_layers(spec, layers)
     refs = select_models(spec, store, models)
     paths = dataclasses.replace(spec.paths, kinds=kinds_wanted)
-    from mmc_sweep.study.pairs.work import copy_recorded, part_name
+    from mmc_sweep.study.pairs.work import copy_recorded
 
     def written() -> Callable[[object, object, str], bool]:
         """Whether a pair's part files are there: one listing per table, not a request per pair."""
         tables = ("pairs",) + (("layers",) if layer_names is not None else ())
-        names = set.intersection(*(set(store.list(spec.name, "results", t)) for t in tables))
-        return lambda a, b, kind: f"{part_name(a.id, b.id, kind)}.parquet" in names
+        names = set.intersection(*(written_parts(store, spec.name, t) for t in tables))
+        return lambda a, b, kind: part_name(a.id, b.id, kind) in names
 
     done_before = written()
     missing = [(a, b, kind) for a, b in pair_list(refs) for kind in kinds_wanted if not done_before(a, b, kind)]

@@ -30,6 +30,7 @@ from mmc_sweep.models import CueModel
 from mmc_sweep.pair_matrix import pair_rows
 from mmc_sweep.paths import PairContext, layer_barriers, measure_layers
 from mmc_sweep.study.definition.spec import StudySpec
+from mmc_sweep.study.pairs.parts import part_name
 from mmc_sweep.study.pairs.selection import ModelRef
 from mmc_sweep.study.run.trials import ENDPOINTS, cpu_task, setup_device
 from mmc_sweep.study.storage.artifacts import StoreMidpoints, has_base, load_base, save_base
@@ -39,11 +40,6 @@ from mmc_sweep.study.storage.store import Store
 SEED = 0  # of the BN batches: one for every pair, so every model's endpoint rows are shared
 _MODELS: OrderedDict[str, CueModel] = OrderedDict()  # loaded models of this worker, by content hash
 MODEL_CACHE = 16
-
-
-def part_name(a: str, b: str, kind: str) -> str:
-    """A pair's part file name in the study's ``pairs`` and ``layers`` tables."""
-    return f"{a}--{b}--{kind}"
 
 
 def study_task(spec: StudySpec, device: torch.device) -> CueTask:
