@@ -5,6 +5,8 @@ as trials finish) and, once compacted, ``compacted-<generation>-<k>.parquet`` fi
 trials each. A trial is in exactly one of them, so globbing ``*.parquet`` (pandas, pyarrow datasets,
 DuckDB) reads every row once. A compacted file names its trials in its footer
 (:data:`TRIAL_IDS_KEY`, a JSON list), so which trials a folder holds is known without reading rows.
+The ``pairs`` and ``layers`` tables (``run_study.py pairs``) are laid out the same way, with a pair and
+path kind (:func:`pair_part_name`) where the other tables have a trial.
 
 Compaction swaps a whole table folder for a new one in one rename (``mmc_sweep.study.storage.compaction``).
 Where the file system cannot exchange two folders atomically, it renames the live folder away and
@@ -18,6 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 COMPACTED_PREFIX = "compacted-"
@@ -25,6 +29,20 @@ TRIAL_IDS_KEY = b"mmc_sweep.trial_ids"  # compacted files: JSON list of the tria
 SPEC_HASH_KEY = b"mmc_sweep.spec_hash"  # part files: the spec hash; compacted files: when all agree
 SPEC_HASHES_KEY = b"mmc_sweep.spec_hashes"  # compacted files: JSON list of the distinct spec hashes
 MARKER = "_compaction.json"  # written last into a new table folder: it is complete
+PAIR_SEPARATOR = "--"  # never inside a model id (trial ids, base_<kind>_s<seed>) or a path kind
+
+
+def pair_part_name(a: str, b: str, kind: str) -> str:
+    """The part name (file stem, and id in a compacted footer) of a pair's rows of one path kind."""
+    return f"{a}{PAIR_SEPARATOR}{b}{PAIR_SEPARATOR}{kind}"
+
+
+def row_ids(table: pa.Table) -> pa.Array:
+    """The part name each row belongs to: its ``trial_id``, or for pairs and layers its pair and kind."""
+    if "trial_id" in table.column_names:
+        return table.column("trial_id")
+    return pc.binary_join_element_wise(table.column("model_a"), table.column("model_b"), table.column("kind"),
+                                       PAIR_SEPARATOR)
 
 
 def is_compacted(name: str) -> bool:

@@ -323,3 +323,46 @@ def test_an_old_part_file_without_newer_columns_is_compacted_with_nulls(tmp_path
     assert (paths.loc[paths.trial_id != "cbft_00001", "kind"] == "linear").all()
     assert set(read_paths(folder, ["cbft_00001"])["kind"]) == {"linear"}  # the loader's reading of a null kind
 
+
+
+def _pair_rows(a: str, b: str, kind: str, barrier: float, table: str) -> list[dict]:
+    """A pair's rows of one kind: one per view (pairs) or per view and layer (layers)."""
+    extra = [{"layer": layer} for layer in ("trunk.0", "head")] if table == "layers" else [{}]
+    return [{"model_a": a, "model_b": b, "kind": kind, "view": view, "barrier_loss": barrier, **more}
+            for view in ("clean", "cue") for more in extra]
+
+
+def test_the_pairs_commands_tables_are_compacted_by_pair_and_a_rewritten_pair_replaces_its_rows(tmp_path):
+    """pairs and layers hold a part per pair and kind; a pair's layers are final once its pairs part is
+    written (the commit), and a pair written again after a compaction replaces its compacted rows."""
+    from mmc_sweep.results_layout import pair_part_name
+    from mmc_sweep.study.storage.results import part_ids, write_part
+
+    folder = write_synthetic_study(tmp_path / "s", n_trials=2, alphas=3)
+    store = Store.open(str(tmp_path))
+    written = {("a", "b", "linear"): 0.5, ("a", "c", "linear"): 1.5, ("a", "b", "lmcp"): 0.25}
+    for (a, b, kind), barrier in written.items():
+        for table in ("layers", "pairs"):
+            write_part(store, "s", table, pair_part_name(a, b, kind), _pair_rows(a, b, kind, barrier, table), {})
+    torn = pair_part_name("b", "c", "linear")  # its layers written, its pairs part not (a run stopped between)
+    write_part(store, "s", "layers", torn, _pair_rows("b", "c", "linear", 9.0, "layers"), {})
+
+    done = {d.table: d for d in compact_study(folder) if d.table in ("pairs", "layers")}
+    assert (done["pairs"].parts_merged, done["pairs"].files_after) == (3, 1)
+    assert (done["layers"].parts_merged, done["layers"].files_after) == (3, 2)  # the torn pair's part stays
+    assert sorted(p.name for p in (folder / "results" / "layers").glob("*.parquet")) == \
+        ["b--c--linear.parquet", COMPACTED]
+    pairs_ids = {pair_part_name(*key) for key in written}
+    assert part_ids(store, "s", "pairs") == pairs_ids  # from the compacted file's footer
+    assert part_ids(store, "s", "layers") == pairs_ids | {torn}
+    rows = glob_table(folder, "pairs")
+    assert len(rows) == 3 * 2 and sorted(rows["barrier_loss"]) == [0.25, 0.25, 0.5, 0.5, 1.5, 1.5]
+
+    # a->b linear written again (its study rows were measured once more): until the next compaction a glob
+    # reader sees both; the compaction keeps the part's rows and drops the compacted ones of that pair
+    write_part(store, "s", "pairs", pair_part_name("a", "b", "linear"), _pair_rows("a", "b", "linear", 0.75, "pairs"), {})
+    assert len(glob_table(folder, "pairs")) == 4 * 2
+    compact_study(folder)
+    rows = glob_table(folder, "pairs")
+    assert sorted(rows["barrier_loss"]) == [0.25, 0.25, 0.75, 0.75, 1.5, 1.5]
+    assert [p.name for p in (folder / "results" / "pairs").glob("*.parquet")] == ["compacted-000002-000.parquet"]

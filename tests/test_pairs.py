@@ -10,6 +10,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from mmc_sweep.cli import main
+from mmc_sweep.study.storage.lock import study_lock
 
 
 def _rows(folder, table: str) -> list[dict]:
@@ -51,6 +52,10 @@ def test_the_matrix_measures_every_pair_once_and_reuses_what_was_measured(study,
     assert not any(r["reused"] for r in pairs)
     layers = _rows(study, "layers")
     assert {r["layer"] for r in layers} == {"head"} and len(layers) == 6 * 4
+    # the run compacted both tables at its end: one file each, not one per pair and kind
+    for table in ("pairs", "layers"):
+        names = [f.name for f in (study / "results" / table).glob("*.parquet")]
+        assert len(names) == 1 and names[0].startswith("compacted-"), names
     out = capsys.readouterr().out
     assert "4 models, 6 pairs x kinds (0 written before, 0 copied from the record of pairs measured before); " \
            "2 fine-tuned model(s) to re-make" in out
@@ -88,6 +93,15 @@ def test_the_matrix_measures_every_pair_once_and_reuses_what_was_measured(study,
     assert len(again) == 4 and all(r["reused"] for r in again)
     assert {r["view"]: r["barrier_loss"] for r in again} == \
         {r["view"]: r["barrier_loss"] for r in pairs if (r["model_a"], r["model_b"]) == ("base_cue_s0", "naive_ft_s0")}
+
+
+def test_a_study_in_use_is_refused_with_nothing_written(study, capsys):
+    """One writer at a time: a pairs run waits for no running study, compaction or other pairs run."""
+    with study_lock(study):  # as a running study's driver holds it
+        assert main(["pairs", str(study), "--models", "base"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the study is in use by another process" in err[0], err
+    assert not (study / "results" / "pairs").exists() and not (study.parent / "pairs").exists()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -198,7 +198,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from mmc_sweep.study.definition.folder import load_resumable
-    from mmc_sweep.study.pairs.parts import pairs_per_kind
+    from mmc_sweep.study.pairs.driver import pairs_per_kind
     from mmc_sweep.study.run.jobs import EXPERIMENT, study_status
     from mmc_sweep.study.storage.results import check_results_readable
     from mmc_sweep.study.storage.store import Store

@@ -5,25 +5,37 @@ Ctrl-C or SIGTERM stops it as it stops a study (Tune's graceful stop; exit 130 /
 Nothing is restored from Tune: every run takes stock from what is stored. A pair is written once its
 ``pairs`` part file exists (its ``layers`` file, with ``--layers``, is written before it), so an
 interrupted run loses at most the pairs in flight, and the next run measures only what is missing.
+A run holds the study's lock (one writer at a time) and compacts the study's tables at its end.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
+from collections import Counter
 from typing import Callable
 
 from rich.console import Console
 
 from mmc_sweep.config import FinetunedSpec
+from mmc_sweep.results_layout import PAIR_SEPARATOR, pair_part_name
 from mmc_sweep.study.definition.folder import load_resumable
 from mmc_sweep.study.definition.options import RunOptions
-from mmc_sweep.study.pairs.parts import part_name, written_parts
-from mmc_sweep.study.pairs.selection import check_kinds, check_layers, pair_list, select_models
+from mmc_sweep.study.definition.spec import StudySpec
+from mmc_sweep.study.pairs.selection import ModelRef, check_kinds, check_layers, pair_list, select_models
 from mmc_sweep.study.storage.artifacts import has_base
+from mmc_sweep.study.storage.compaction import recover_study
+from mmc_sweep.study.storage.lock import study_lock
+from mmc_sweep.study.storage.results import check_results_readable, part_ids
 from mmc_sweep.study.storage.store import Store
 
 EXPERIMENTS = ("pair_models", "pairs")  # the Tune runs: <study>/tune/<name>
+
+
+def pairs_per_kind(store: Store, study: str) -> dict[str, int]:
+    """Pairs written to the study's ``pairs`` table, per path kind (``status``)."""
+    return dict(sorted(Counter(name.rsplit(PAIR_SEPARATOR, 1)[-1] for name in part_ids(store, study, "pairs")).items()))
 
 
 def run_pairs(study_dir: str, models: str, kinds: str, layers: str | None, options: RunOptions,
@@ -33,14 +45,28 @@ def run_pairs(study_dir: str, models: str, kinds: str, layers: str | None, optio
     store = Store.open(stored.storage, stored.filesystem)
     kinds_wanted, layer_names = check_kinds(kinds), check_layers(spec, layers)
     refs = select_models(spec, store, models)
+    # one writer at a time in a local or shared folder (a running study, a compaction, another pairs run):
+    # refused with exit 2 before anything is written; an object store has no lock (and no compaction)
+    folder = None if store.local_root is None else store.local_root / spec.name
+    if folder:
+        check_results_readable(store, spec.name)
+    with study_lock(folder) if folder else contextlib.nullcontext():
+        if folder:
+            recover_study(folder)  # a compaction that died half-way is finished or undone
+        return _measure(spec, stored, store, refs, kinds_wanted, layer_names, options, console)
+
+
+def _measure(spec: StudySpec, stored: RunOptions, store: Store, refs: list[ModelRef], kinds_wanted: tuple[str, ...],
+             layer_names: tuple[str, ...] | None, options: RunOptions, console: Console) -> int:
+    """Copy or measure what is missing, then compact the study's tables; the caller holds the study."""
     paths = dataclasses.replace(spec.paths, kinds=kinds_wanted)
     from mmc_sweep.study.pairs.work import copy_recorded
 
     def written() -> Callable[[object, object, str], bool]:
-        """Whether a pair's part files are there: one listing per table, not a request per pair."""
+        """Whether a pair's rows are written: one listing per table (and compacted files' footers)."""
         tables = ("pairs",) + (("layers",) if layer_names is not None else ())
-        names = set.intersection(*(written_parts(store, spec.name, t) for t in tables))
-        return lambda a, b, kind: part_name(a.id, b.id, kind) in names
+        names = set.intersection(*(part_ids(store, spec.name, t) for t in tables))
+        return lambda a, b, kind: pair_part_name(a.id, b.id, kind) in names
 
     done_before = written()
     missing = [(a, b, kind) for a, b in pair_list(refs) for kind in kinds_wanted if not done_before(a, b, kind)]
@@ -84,6 +110,10 @@ def run_pairs(study_dir: str, models: str, kinds: str, layers: str | None, optio
         console.print(f"[red]{len(left)} of {total} pairs not measured[/] (see the Ray logs, --verbose); "
                       f"run the same command again to measure them", highlight=False)
         return 1
+    if missing:
+        from mmc_sweep.study.run.stages import compact
+
+        compact(store, spec, console)  # one file per table again, not one per pair and kind
     console.print(f"{total} pairs x kinds in {where}; read them with  python run_study.py analyze "
                   f"{store.uri_of(spec.name)} --section pairs", markup=False, highlight=False, soft_wrap=True)
     return 0

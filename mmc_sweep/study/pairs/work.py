@@ -29,8 +29,8 @@ from mmc_sweep.experiment import Pair, device_label, endpoint_key, finetune_cue_
 from mmc_sweep.models import CueModel
 from mmc_sweep.pair_matrix import pair_rows
 from mmc_sweep.paths import PairContext, layer_barriers, measure_layers
+from mmc_sweep.results_layout import pair_part_name
 from mmc_sweep.study.definition.spec import StudySpec
-from mmc_sweep.study.pairs.parts import part_name
 from mmc_sweep.study.pairs.selection import ModelRef
 from mmc_sweep.study.run.trials import ENDPOINTS, cpu_task, setup_device
 from mmc_sweep.study.storage.artifacts import StoreMidpoints, has_base, load_base, save_base
@@ -153,10 +153,10 @@ def _write(store: Store, spec: StudySpec, a: ModelRef, b: ModelRef, kind: str, k
     names = {"model_a": a.id, "model_b": b.id}
     meta = metadata_for(spec.hash, device)
     if by_layer is not None:
-        write_part(store, spec.name, "layers", part_name(a.id, b.id, kind),
+        write_part(store, spec.name, "layers", pair_part_name(a.id, b.id, kind),
                    [{**names, **r, "pair_key": key} for r in by_layer], meta)
     info = {**names, "method_a": a.method, "method_b": b.method, "cue_proportion_a": a.cue_proportion,
             "cue_proportion_b": b.cue_proportion, "pair_key": key, "reused": reused, "duration_s": seconds,
             "finished_at": datetime.now(timezone.utc)}
-    write_part(store, spec.name, "pairs", part_name(a.id, b.id, kind), [{**info, **r} for r in rows], meta)
+    write_part(store, spec.name, "pairs", pair_part_name(a.id, b.id, kind), [{**info, **r} for r in rows], meta)
 

@@ -1,4 +1,5 @@
-"""Compaction: merge a study's per-trial part files into a few large Parquet files, atomically.
+"""Compaction: merge a study's per-trial part files (and the pairs command's per-pair ones) into a few
+large Parquet files, atomically.
 
 A large study writes one part file per trial and table; opening thousands of one-row files is
 what reading it costs. Compaction builds a new table folder next to the live one — compacted files
@@ -29,9 +30,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mmc_sweep.results_layout import (COMPACTED_PREFIX, MARKER, SPEC_HASH_KEY, SPEC_HASHES_KEY, TRIAL_IDS_KEY,
-                                      is_compacted, is_visible_parquet, spec_hashes_in, staging_folder, trial_ids_in)
+                                      is_compacted, is_visible_parquet, row_ids, spec_hashes_in, staging_folder,
+                                      trial_ids_in)
 from mmc_sweep.study.faults import kill_if
-from mmc_sweep.study.storage.results import TABLES, finished_trials
+from mmc_sweep.study.storage.results import COMMIT_TABLES, PAIR_TABLES, TABLES, finished_trials, part_ids
 from mmc_sweep.study.storage.store import Store
 
 ROWS_PER_FILE = 1_000_000  # path rows: ~120 MB in memory while written, ~25 MB on disk
@@ -77,7 +79,7 @@ def recover(results: Path, table: str) -> None:
 
 
 def recover_study(study_dir: Path) -> None:
-    for table in TABLES:
+    for table in TABLES + PAIR_TABLES:
         recover(Path(study_dir) / "results", table)
 
 
@@ -91,8 +93,12 @@ def compact_study(study_dir: Path, exchange: bool = True) -> list[TableCompactio
     results = study_dir / "results"
     recover_study(study_dir)
     # trials whose `trials` row is written: their other tables' rows are final (the commit protocol)
-    committed = finished_trials(Store.open(str(study_dir.parent)), study_dir.name)
+    store = Store.open(str(study_dir.parent))
+    committed = finished_trials(store, study_dir.name)
     done = [_compact_table(results, table, committed, exchange) for table in TABLES]
+    # the pairs command's tables: a pair's layers rows are final once its pairs part is written
+    pairs = part_ids(store, study_dir.name, PAIR_TABLES[-1])
+    done += [_compact_table(results, table, pairs, exchange) for table in PAIR_TABLES]
     return [d for d in done if d is not None]
 
 
@@ -103,7 +109,7 @@ def _compact_table(results: Path, table: str, committed: set[str], exchange: boo
         return None
     names = sorted(n for n in os.listdir(live) if is_visible_parquet(n))
     parts = [n for n in names if not is_compacted(n)]
-    merged = [n for n in parts if table == "trials" or n.removesuffix(".parquet") in committed]
+    merged = [n for n in parts if table in COMMIT_TABLES or n.removesuffix(".parquet") in committed]
     replaced = {n.removesuffix(".parquet") for n in merged}
     keep, rewrite = [n for n in parts if n not in merged], []  # uncommitted parts stay parts
     for name in (n for n in names if is_compacted(n)):
@@ -184,7 +190,7 @@ def _read(item: _Input) -> tuple[pa.Table, dict]:
     with pq.ParquetFile(item.path) as f:
         table, metadata = f.read(use_threads=False), f.schema_arrow.metadata or {}
     if item.dropped:
-        table = table.filter(pc.invert(pc.is_in(table.column("trial_id"), pa.array(sorted(item.dropped)))))
+        table = table.filter(pc.invert(pc.is_in(row_ids(table), pa.array(sorted(item.dropped)))))
     return table, metadata
 
 

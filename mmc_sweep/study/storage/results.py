@@ -35,6 +35,9 @@ from mmc_sweep.study.faults import kill_if
 from mmc_sweep.study.storage.store import Store, to_buffer
 
 TABLES = ("paths", "history", "revival", "trials")  # in the order they are written: trials last (the commit)
+# written by `run_study.py pairs`, a part per pair and path kind: layers first, pairs last (the commit)
+PAIR_TABLES = ("layers", "pairs")
+COMMIT_TABLES = (TABLES[-1], PAIR_TABLES[-1])  # a part there means its parts in the tables before it are final
 VIEW_METRICS = tuple(f"{k}_{v}" for v in VIEWS for k in ("acc", "loss")) + INVARIANCE_METRICS
 BARRIER_METRICS = tuple(barrier_metric(t, kind, p, v) for kind in PATH_KINDS for p in PATH_NAMES for v in VIEWS
                         for t in BARRIER_TYPES)
@@ -166,10 +169,16 @@ def _trial_ids(store: Store, folder: str, name: str) -> list[str]:
                         if is_compacted(name) else None)
 
 
+def part_ids(store: Store, study: str, table: str) -> set[str]:
+    """What a table holds, by part: trial ids (pairs and layers: pair part names), from the part files'
+    names and the compacted files' footers."""
+    folder, names = _table_files(store, study, table)
+    return {part for name in names for part in _trial_ids(store, folder, name)}
+
+
 def finished_trials(store: Store, study: str) -> set[str]:
     """Ids of the trials whose row is written (and so every table of theirs: the commit)."""
-    folder, names = _table_files(store, study, "trials")
-    return {trial_id for name in names for trial_id in _trial_ids(store, folder, name)}
+    return part_ids(store, study, "trials")
 
 
 def _damaged(store: Store, path: str, err: Exception) -> InputError:
@@ -182,7 +191,7 @@ def _damaged(store: Store, path: str, err: Exception) -> InputError:
 def check_results_readable(store: Store, study: str) -> None:
     """Every results file of ``study`` has a readable Parquet footer; an :class:`InputError` names the
     first that has not (a run, ``compact`` and ``status`` ask before they read or merge anything)."""
-    for table in TABLES:
+    for table in TABLES + PAIR_TABLES:
         folder, names = _table_files(store, study, table)
         for name in names:
             try:
