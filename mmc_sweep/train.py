@@ -154,9 +154,9 @@ def fit(
     """Minimise ``step_loss`` over ``data`` for ``epochs`` epochs, updating ``params`` in place.
 
     ``schedule``: see :func:`lr_factor`. ``nesterov``: Nesterov momentum when ``momentum > 0``, else
-    plain (heavy-ball) momentum. ``even_batches``: batches of sizes that differ by at most one instead of
-    full ones and a remainder (:meth:`ImageSet.batches`). The schedule advances once per batch, however many optimizer steps
-    the batch takes; the reported epoch loss sums a batch's stage losses.
+    plain (heavy-ball) momentum. ``even_batches``: batches of sizes that differ by at most one instead
+    of full ones and a remainder (:meth:`ImageSet.batches`). The schedule advances once per batch,
+    however many optimizer steps the batch takes; the reported epoch loss sums a batch's stage losses.
 
     ``resume`` is a state returned by the ``checkpoint`` callable given to ``on_epoch``: training
     continues after the epoch it was taken at. A non-finite epoch loss raises :class:`DivergedError`.

@@ -50,10 +50,9 @@ def test_the_clean_reference_is_a_twin_only_when_shared(pairing):
         assert len({clean.init_seed, clean.order_seed, 0}) == 3
 
 
-def _before(**changes) -> dict:
+def _before() -> dict:
     """TINY as it was before base.pairing and finetune.batching: their legacy values."""
-    return {**TINY, "base": {**TINY["base"], "pairing": "shared"}, "finetune": {**TINY["finetune"], "batching": "ragged"},
-            **changes}
+    return {**TINY, "base": {**TINY["base"], "pairing": "shared"}, "finetune": {**TINY["finetune"], "batching": "ragged"}}
 
 
 def test_cue_models_and_shared_clean_references_keep_their_hashes():

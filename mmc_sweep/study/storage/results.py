@@ -190,7 +190,7 @@ def _damaged(store: Store, path: str, err: Exception) -> InputError:
 
 def check_results_readable(store: Store, study: str) -> None:
     """Every results file of ``study`` has a readable Parquet footer; an :class:`InputError` names the
-    first that has not (a run, ``compact`` and ``status`` ask before they read or merge anything)."""
+    first that has not (a run, ``pairs``, ``compact`` and ``status`` ask before they read or merge anything)."""
     for table in TABLES + PAIR_TABLES:
         folder, names = _table_files(store, study, table)
         for name in names:
