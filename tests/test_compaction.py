@@ -2,7 +2,7 @@
 
 Studies here are the hand-made one of the analysis tests (known values, schemas that differ
 between part files) and a small synthetic one; the crash tests SIGKILL a compaction (a forked
-child) at every step of every table, and a trial's writer between its tables, then read the files
+child) at every step of every table (the pairs command's too), and a trial's writer between its tables, then read the files
 directly, as a glob reader and as mmc-sweep's readers do, without dropping duplicates.
 """
 from __future__ import annotations
@@ -26,16 +26,18 @@ from analysis_fixtures import write_study
 from mmc_sweep.analysis.load import load_study, read_paths
 from mmc_sweep.analysis.synthetic import write_synthetic_study
 from mmc_sweep.cli import main
-from mmc_sweep.results_layout import MARKER, TRIAL_IDS_KEY, is_visible_parquet, live_folder
+from mmc_sweep.results_layout import MARKER, TRIAL_IDS_KEY, is_visible_parquet, live_folder, pair_part_name
 from mmc_sweep.study.faults import switch
 from mmc_sweep.study.storage.compaction import compact_study
 from mmc_sweep.study.storage.lock import study_lock
+from mmc_sweep.study.storage.results import PAIR_TABLES
 from mmc_sweep.study.storage.results import TABLES as RESULT_TABLES
-from mmc_sweep.study.storage.results import finished_trials, read_trial, read_trials, write_trial
+from mmc_sweep.study.storage.results import finished_trials, part_ids, read_trial, read_trials, write_part, write_trial
 from mmc_sweep.study.storage.store import Store
 
 TABLES = ("trials", "paths", "history", "revival")
-KEYS = {"trials": ["trial_id"], "paths": ["trial_id", "path", "kind", "alpha", "view"], "history": ["trial_id", "epoch"],
+KEYS = {"pairs": ["model_a", "model_b", "kind", "view"], "layers": ["model_a", "model_b", "kind", "layer", "view"],
+        "trials": ["trial_id"], "paths": ["trial_id", "path", "kind", "alpha", "view"], "history": ["trial_id", "epoch"],
         "revival": ["trial_id", "step"]}
 
 
@@ -147,13 +149,16 @@ TORN = "cbft_00001"  # the tiny study's trial without a trials row: its paths an
 COMPACTED = "compacted-000001-000.parquet"
 # every table x step, in both swap modes where the step exists in both; ``between`` is the two-rename
 # swap's alone, and ``recover`` follows a death there (the recovering process dies before any swap)
-KILLS = [(table, step, exchange) for table in RESULT_TABLES for step in STEPS for exchange in (True, False)
+ALL_TABLES = RESULT_TABLES + PAIR_TABLES  # in the order compact_study takes them
+TORN_PAIR = "b--c--linear"  # the pairs command's torn pair: its layers part written, its pairs part not
+KILLS = [(table, step, exchange) for table in ALL_TABLES for step in STEPS for exchange in (True, False)
          if exchange is False or step not in ("between", "recover")]
 
 
 def compacted_names(table: str) -> list[str]:
-    """A compacted table folder's visible files: one compacted file, and the torn trial's part file."""
-    return ([f"{TORN}.parquet"] if table != "trials" else []) + [COMPACTED]
+    """A compacted table folder's visible files: one compacted file, and the torn trial's (or pair's) part file."""
+    torn = {"trials": [], "pairs": [], "layers": [f"{TORN_PAIR}.parquet"]}.get(table, [f"{TORN}.parquet"])
+    return torn + [COMPACTED]
 
 
 def key_counts(files, table: str) -> Counter:
@@ -176,6 +181,13 @@ def visible(folder: Path) -> list[str]:
     return sorted(n for n in os.listdir(folder) if is_visible_parquet(n))
 
 
+def _pair_rows(a: str, b: str, kind: str, barrier: float, table: str) -> list[dict]:
+    """A pair's rows of one kind: one per view (pairs) or per view and layer (layers)."""
+    extra = [{"layer": layer} for layer in ("trunk.0", "head")] if table == "layers" else [{}]
+    return [{"model_a": a, "model_b": b, "kind": kind, "view": view, "barrier_loss": barrier, **more}
+            for view in ("clean", "cue") for more in extra]
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A prebuilt tiny study (copied per test: cheaper than writing it) with one torn trial, and what
@@ -184,10 +196,15 @@ def tiny(tmp_path_factory):
     for path in (folder / "results").glob("*/*.parquet"):  # fewer files, faster cases: 3-4 a table is enough
         if path.stem not in ("base_cue_s0", "naive_ft_s0", "cbft_00000", TORN) or path.match(f"trials/{TORN}.*"):
             path.unlink()  # base_cue_s0 has no path rows; TORN has no trials row
-    names = {t: visible(folder / "results" / t) for t in RESULT_TABLES}
-    counts = {t: key_counts([folder / "results" / t / n for n in names[t]], t) for t in RESULT_TABLES}
+    store = Store.open(str(folder.parent))
+    for a, b in (("a", "b"), ("a", "c")):  # two pairs of the pairs command, and a torn one
+        for table in PAIR_TABLES:
+            write_part(store, "s", table, pair_part_name(a, b, "linear"), _pair_rows(a, b, "linear", 0.5, table), {})
+    write_part(store, "s", "layers", TORN_PAIR, _pair_rows("b", "c", "linear", 9.0, "layers"), {})
+    names = {t: visible(folder / "results" / t) for t in ALL_TABLES}
+    counts = {t: key_counts([folder / "results" / t / n for n in names[t]], t) for t in ALL_TABLES}
     assert all(set(c.values()) == {1} for c in counts.values()) and f"{TORN}.parquet" in names["paths"]
-    return folder, counts, names, {t: sorted_rows(folder / "results" / t, t) for t in RESULT_TABLES}
+    return folder, counts, names, {t: sorted_rows(folder / "results" / t, t) for t in ALL_TABLES}
 
 
 def die_in_child(run, **points) -> None:
@@ -216,12 +233,12 @@ def test_a_compaction_killed_at_any_step_never_counts_a_row_twice(tiny, tmp_path
         die_in_child(lambda: compact_study(folder, exchange=False), kill_in_compaction=f"{table}:between")
     die_in_child(lambda: compact_study(folder, exchange=exchange), kill_in_compaction=f"{table}:{step}")
 
-    # tables are compacted one by one in RESULT_TABLES order: those before the killed one are done,
+    # tables are compacted one by one in ALL_TABLES order: those before the killed one are done,
     # those after it untouched, and the killed one's leftovers are what its step leaves
     staged, old = results / f".{table}.next", results / f".{table}.old"
     left = {"between": {staged, old}, "recover": {old}, "swapped": {staged if exchange else old},
             "cleanup": {staged if exchange else old}}.get(step, {staged})
-    assert sorted(os.listdir(results)) == sorted({t for t in RESULT_TABLES if (t, step) != (table, "between")}
+    assert sorted(os.listdir(results)) == sorted({t for t in ALL_TABLES if (t, step) != (table, "between")}
                                                  | {p.name for p in left})
     if step in ("writing", "staged", "marked"):  # the new folder: the links to the torn trial's parts, and ...
         made = {"writing": f".{COMPACTED}.tmp", "staged": COMPACTED, "marked": COMPACTED}[step]
@@ -236,8 +253,8 @@ def test_a_compaction_killed_at_any_step_never_counts_a_row_twice(tiny, tmp_path
             names[table][1 if step == "cleanup" else 0:]
     if step == "between":
         assert (staged / MARKER).is_file()
-    for i, name in enumerate(RESULT_TABLES):
-        done = i < RESULT_TABLES.index(table) or (name == table and step in SWAPPED)
+    for i, name in enumerate(ALL_TABLES):
+        done = i < ALL_TABLES.index(table) or (name == table and step in SWAPPED)
         expected = compacted_names(name) if done else names[name]
         # a glob reader (pandas, pyarrow datasets, DuckDB on results/<table>/*.parquet): never a row twice;
         # every row, except in the instant between the two renames (no folder: nothing)
@@ -253,8 +270,8 @@ def test_a_compaction_killed_at_any_step_never_counts_a_row_twice(tiny, tmp_path
         assert len(read_paths(folder)) == sum(counts["paths"].values())
 
     compact_study(folder, exchange=exchange)  # the next compaction (or run) first finishes or undoes the dead one
-    assert sorted(os.listdir(results)) == sorted(RESULT_TABLES)  # no .next, no .old
-    for name in RESULT_TABLES:  # one compacted file (and the torn trial's parts), no .tmp
+    assert sorted(os.listdir(results)) == sorted(ALL_TABLES)  # no .next, no .old
+    for name in ALL_TABLES:  # one compacted file (and the torn trial's or pair's parts), no .tmp
         assert sorted(os.listdir(results / name)) == sorted(compacted_names(name) + [MARKER]), name
         assert key_counts(sorted(glob.glob(str(results / name / "*.parquet"))), name) == counts[name], name
     assert sorted_rows(results / table, table).equals(rows[table])  # and the killed table's values
@@ -325,19 +342,9 @@ def test_an_old_part_file_without_newer_columns_is_compacted_with_nulls(tmp_path
 
 
 
-def _pair_rows(a: str, b: str, kind: str, barrier: float, table: str) -> list[dict]:
-    """A pair's rows of one kind: one per view (pairs) or per view and layer (layers)."""
-    extra = [{"layer": layer} for layer in ("trunk.0", "head")] if table == "layers" else [{}]
-    return [{"model_a": a, "model_b": b, "kind": kind, "view": view, "barrier_loss": barrier, **more}
-            for view in ("clean", "cue") for more in extra]
-
-
 def test_the_pairs_commands_tables_are_compacted_by_pair_and_a_rewritten_pair_replaces_its_rows(tmp_path):
     """pairs and layers hold a part per pair and kind; a pair's layers are final once its pairs part is
     written (the commit), and a pair written again after a compaction replaces its compacted rows."""
-    from mmc_sweep.results_layout import pair_part_name
-    from mmc_sweep.study.storage.results import part_ids, write_part
-
     folder = write_synthetic_study(tmp_path / "s", n_trials=2, alphas=3)
     store = Store.open(str(tmp_path))
     written = {("a", "b", "linear"): 0.5, ("a", "c", "linear"): 1.5, ("a", "b", "lmcp"): 0.25}
