@@ -63,6 +63,26 @@ def test_compare_marks_differences_within_and_beyond_seed_noise(tmp_path, capsys
     assert "min–max for n = 2 or 3" in out
 
 
+def test_compare_sets_cue_revival_side_by_side_when_a_study_measured_it(tmp_path, capsys):
+    """revival_auc (mean cue reliance over the re-training steps) of naive FT's two models: (0.30, 0.34)
+    in one study, (0.60, 0.70) in the other: a difference of 0.33, beyond seed noise. Studies without
+    revival get no such row."""
+    revived = {"naive_ft_s0": {"revival_auc": 0.30}, "naive_ft_s1": {"revival_auc": 0.34}}
+    first = write_kinds_study(tmp_path / "a", "kinds", revived)
+    other = write_kinds_study(tmp_path / "b", "other", {"naive_ft_s0": {"revival_auc": 0.60},
+                                                        "naive_ft_s1": {"revival_auc": 0.70}})
+    assert main(["compare", str(first), str(other), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["methods"]
+    (row,) = [r for r in rows if r["method"] == "naive_ft" and r["metric"] == "revival_auc"]
+    assert (row["kinds"], row["kinds_lo"], row["kinds_hi"], row["n kinds"]) == pytest.approx((0.32, 0.30, 0.34, 2))
+    assert row["delta other"] == pytest.approx(0.33) and row["noise other"] == BEYOND
+    assert not [r for r in rows if r["metric"] == "revival_auc" and r["method"] != "naive_ft"]  # none measured
+
+    plain = write_kinds_study(tmp_path / "c", "plain")
+    assert main(["compare", str(plain), str(write_kinds_study(tmp_path / "d", "plain2")), "--format", "json"]) == 0
+    assert all(r["metric"] != "revival_auc" for r in json.loads(capsys.readouterr().out)["methods"])
+
+
 def test_analyze_prints_the_interval_of_a_two_seed_baseline(tmp_path, capsys):
     study = write_kinds_study(tmp_path, "kinds")
     assert main(["analyze", str(study), "--format", "markdown", "--section", "methods"]) == 0

@@ -31,6 +31,7 @@ from mmc_sweep.analysis.tables import (DEFAULT_TOLERANCE_PP, DEFAULT_TOP, METRIC
                                        summary)
 
 # Counts stored as float64 beside nulls in pandas; reported as integers when whole.
+REVIVAL_COMPARED = ("revival_auc",)  # compare's cue revival row (revival_steps may be inf: a median, not a mean)
 INTEGER_COLUMNS = frozenset({"n_clean", "n_models", "base_seed", "param_n_clean", "smallest_n_clean", "n_clean_tried",
                              "step", "not_revived", "group"})
 
@@ -122,11 +123,15 @@ def compare_report(studies: Sequence[Study], tolerance_pp: float = DEFAULT_TOLER
     ``delta <label>`` = that study minus the first and ``noise <label>``: ``within seed noise`` when
     the two intervals overlap, ``beyond seed noise`` when they do not, null when either study has a
     single seed. The best search trial (top 1) stands for each study's search. Metrics no study
-    has for a method (e.g. ``n_clean`` of base models) are left out.
+    has for a method (e.g. ``n_clean`` of base models) are left out. Where a study measured cue
+    revival, ``revival_auc`` (mean cue reliance over the re-training steps; its mean over models)
+    is compared too: ``revival_steps`` can be infinite (not revived), so the analysis gives its
+    median per study instead.
     """
     labels = study_labels(studies)
     kinds = ordered_kinds(k for s in studies for k in path_kinds(s.spec))
-    tables = [method_table(s.trials, s.spec, 1, tolerance_pp, kinds) for s in studies]
+    revival = tuple(c for c in REVIVAL_COMPARED if any(s.trials[c].notna().any() for s in studies))
+    tables = [method_table(s.trials, s.spec, 1, tolerance_pp, kinds, revival) for s in studies]
     keys: list[tuple[str, str]] = []
     for table in tables:
         keys += [k for k in zip(table["method"], table["role"]) if k not in keys]
@@ -134,7 +139,7 @@ def compare_report(studies: Sequence[Study], tolerance_pp: float = DEFAULT_TOLER
     for method, role in keys:
         found = [t[(t["method"] == method) & (t["role"] == role)] for t in tables]
         counts = [plain(f["n_models"].iloc[0], "n_models") if len(f) else None for f in found]
-        for metric in METRICS + method_barriers(kinds):
+        for metric in METRICS + revival + method_barriers(kinds):
             values = [plain(f[metric].iloc[0], metric) if len(f) else None for f in found]
             if all(v is None for v in values):  # e.g. n_clean of base models: nothing to compare
                 continue

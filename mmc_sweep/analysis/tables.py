@@ -78,9 +78,9 @@ def method_barriers(kinds: Sequence[str]) -> tuple[str, ...]:
     return barrier_columns(kinds, ("barrier_loss",), ("cue_to_ft", "ft_to_clean"), ("cue", "clean"))
 
 
-def method_columns(kinds: Sequence[str]) -> tuple[str, ...]:
-    """Identity, metrics and barriers, then the seed interval of each metric and barrier."""
-    values = METRICS + method_barriers(kinds)
+def method_columns(kinds: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """Identity, metrics (then the ``extra`` ones) and barriers, then the seed interval of each."""
+    values = METRICS + tuple(extra) + method_barriers(kinds)
     return ID_COLUMNS + values + tuple(c + end for c in values for end in (LO, HI))
 
 
@@ -125,10 +125,12 @@ def _base_pair_as_cue_to_ft(rows: pd.DataFrame, kinds: Sequence[str]) -> pd.Data
 
 
 def method_table(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,
-                 tolerance_pp: float = DEFAULT_TOLERANCE_PP, kinds: Sequence[str] | None = None) -> pd.DataFrame:
+                 tolerance_pp: float = DEFAULT_TOLERANCE_PP, kinds: Sequence[str] | None = None,
+                 extra: Sequence[str] = ()) -> pd.DataFrame:
     """The paper's method table (columns :func:`method_columns`), completed trials only.
 
     ``kinds``: the path kinds whose barriers are shown (default: the study's, ``linear`` first).
+    ``extra``: more trial columns averaged the same way (``compare``: ``revival_auc``).
     ``base_clean`` is the fine-tuned end of the base pair, so its ``cue_to_ft`` barriers are the
     base pair's ``cue_to_clean`` path of the same kind; its ``ft_to_clean`` (a path to itself) and
     both of ``base_cue``'s paths are not measured and stay null.
@@ -138,8 +140,8 @@ def method_table(trials: pd.DataFrame, spec: dict, top: int = DEFAULT_TOP,
     for method, role, sel in model_groups(trials, spec, top, tolerance_pp):
         if method == "base_clean":
             sel = _base_pair_as_cue_to_ft(sel, kinds)
-        rows.append(mean_row(method, role, sel, METRICS + method_barriers(kinds)))
-    return pd.DataFrame(rows, columns=list(method_columns(kinds)))
+        rows.append(mean_row(method, role, sel, METRICS + tuple(extra) + method_barriers(kinds)))
+    return pd.DataFrame(rows, columns=list(method_columns(kinds, extra)))
 
 
 def _duration(seconds: float) -> str:
