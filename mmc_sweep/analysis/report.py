@@ -31,9 +31,9 @@ from mmc_sweep.analysis.tables import (DEFAULT_TOLERANCE_PP, DEFAULT_TOP, METRIC
                                        summary)
 
 # Counts stored as float64 beside nulls in pandas; reported as integers when whole.
-REVIVAL_COMPARED = ("revival_auc",)  # compare's cue revival row (revival_steps may be inf: a median, not a mean)
 INTEGER_COLUMNS = frozenset({"n_clean", "n_models", "base_seed", "param_n_clean", "smallest_n_clean", "n_clean_tried",
                              "step", "not_revived", "group"})
+REVIVAL_COMPARED = ("revival_auc",)  # compare's cue revival row (revival_steps may be inf: a median, not a mean)
 
 
 def plain(value: Any, column: str = "") -> Any:
