@@ -49,12 +49,12 @@ from mmc_sweep.analysis.mechanisms import (barrier_matrix, cue_layers, groups_ta
 from mmc_sweep.config import (CLEAN_STREAM, AlignSpec, BaseModelSpec, BNResetSpec, DataSpec, FinetunedSpec, FinetuneSpec,  # noqa: E402
                               ModelSpec, PathSpec, RevivalSpec, TrainSpec)
 from mmc_sweep.data import CueTask, build_task  # noqa: E402
-from mmc_sweep.experiment import endpoint_key, finetune_cue_model, pick_device, train_base  # noqa: E402
+from mmc_sweep.experiment import Pair, finetune_cue_model, measure_pair_layers, pick_device, train_base  # noqa: E402
 from mmc_sweep.metrics import view_metrics  # noqa: E402
 from mmc_sweep.models import CueModel  # noqa: E402
 from mmc_sweep.pair_matrix import measure_matrix  # noqa: E402
-from mmc_sweep.paths import EndpointRows, PairContext, layer_barriers, measure_layers, model_layers  # noqa: E402
-from mmc_sweep.revival import revival_curve, revival_metrics  # noqa: E402
+from mmc_sweep.paths import EndpointRows, model_layers  # noqa: E402
+from mmc_sweep.revival import revival_curve, revival_steps  # noqa: E402
 
 DATA = DataSpec(dataset="shapes", cue="box", n_train=8000, n_test=500)  # cue_proportion: set per model
 MODEL = ModelSpec(arch="small_cnn")
@@ -180,15 +180,12 @@ def print_matrix(rows: pd.DataFrame, zoo: Zoo, kind: str, view: str, scale: floa
 
 def measure_layer_pairs(task: CueTask, zoo: Zoo, pairs: list[tuple[str, str]], seed: int = 0) -> pd.DataFrame:
     """Layer barrier rows (model_a, model_b, kind, layer, view, barriers) of every pair, linear path."""
-    views = {v: task.path_views(LAYER_PATHS.views_cue)[v] for v in LAYER_PATHS.views}
-    train = {"clean": task.train_clean, "cue": task.train_cue}
     endpoints = EndpointRows()  # the cue model's own rows: measured once for both pairs
     out = []
     for a, b in pairs:
-        ends = tuple(endpoint_key(task, zoo.keys[n], LAYER_PATHS, seed) for n in (a, b))
-        ctx = PairContext(LAYER_PATHS, train, seed, endpoints=endpoints, endpoint_keys=ends)
-        rows = measure_layers(zoo.models[a], zoo.models[b], views, ctx)
-        out += [{"model_a": a, "model_b": b, **r} for r in layer_barriers(rows)]
+        pair = Pair(zoo.models[a], zoo.models[b], (zoo.keys[a], zoo.keys[b]))
+        rows = measure_pair_layers(task, pair, LAYER_PATHS, seed=seed, endpoints=endpoints)
+        out += [{"model_a": a, "model_b": b, **r} for r in rows]
     return pd.DataFrame(out)
 
 
@@ -227,7 +224,7 @@ def revive(task: CueTask, zoo: Zoo, names: list[str], level: float, console: Con
     curves = []
     for name in names:
         curve = revival_curve(task, zoo.models[name], REVIVAL)
-        steps = revival_metrics(curve, level)["revival_steps"]
+        steps = revival_steps(curve, level)
         table.add_row(zoo.labels[name], *(f"{p['cue_reliance']:.2f}" for p in curve), f"{steps:g}")
         curves += [{"method": zoo.labels[name], "step": p["step"], "n_models": 1, "cue_reliance": p["cue_reliance"],
                     "cue_reliance_min": p["cue_reliance"], "cue_reliance_max": p["cue_reliance"],

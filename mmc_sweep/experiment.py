@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -18,7 +18,8 @@ from mmc_sweep.data import CueTask
 from mmc_sweep.finetune import cue_pool, finetune
 from mmc_sweep.metrics import view_metrics
 from mmc_sweep.models import CueModel, create_model
-from mmc_sweep.paths import EndpointRows, MidpointStore, PairContext, barrier_metric, barriers, measure_pair
+from mmc_sweep.paths import (EndpointRows, MidpointStore, PairContext, barrier_metric, barriers, layer_barriers,
+                             measure_layers, measure_pair)
 from mmc_sweep.paths.midpoint import midpoint_key_specs
 from mmc_sweep.revival import revival_curve, revival_metrics
 from mmc_sweep.train import EpochCallback, train_model
@@ -116,22 +117,36 @@ def measure_paths(
     Pairs with keys share the rows of a common endpoint, also with earlier calls given the same ``endpoints``.
     """
     endpoints = EndpointRows() if endpoints is None else endpoints
-    train = {"clean": task.train_clean, "cue": task.train_cue}
     views = task.path_views(spec.views_cue)
     views_cue = task.spec.views_cue if spec.views_cue == "data" else spec.views_cue
     metrics: dict[str, float] = {}
     rows: list[dict] = []
     for path, pair in pairs.items():
         pair = pair if isinstance(pair, Pair) else Pair(*pair)
-        ends = tuple(endpoint_key(task, k, spec, seed) for k in pair.key) if pair.key else (None, None)
-        ctx = PairContext(spec, train, seed, midpoints, midpoint_key(task, pair, spec), endpoints, ends, clock)
-        curves = measure_pair(pair.a, pair.b, views, ctx)
+        curves = measure_pair(pair.a, pair.b, views, pair_context(task, pair, spec, seed, midpoints, endpoints, clock))
         for kind in spec.kinds:
             for view, values in barriers([r for r in curves if r["kind"] == kind]).items():
                 for name, value in values.items():
                     metrics[barrier_metric(name, kind, path, view)] = value
         rows += [{"path": path, "bn_reset": spec.bn_reset.label, "views_cue": views_cue, **r} for r in curves]
     return metrics, rows
+
+
+def pair_context(task: CueTask, pair: Pair, spec: PathSpec, seed: int = 0, midpoints: MidpointStore | None = None,
+                 endpoints: EndpointRows | None = None, clock: PhaseClock | None = None) -> PairContext:
+    """What measuring ``pair``'s paths needs besides its models: the training images, and the content keys
+    of its midpoint and endpoint rows (from ``pair.key``; none without it)."""
+    ends = tuple(endpoint_key(task, k, spec, seed) for k in pair.key) if pair.key else (None, None)
+    return PairContext(spec, {"clean": task.train_clean, "cue": task.train_cue}, seed, midpoints,
+                       midpoint_key(task, pair, spec), endpoints, ends, clock)
+
+
+def measure_pair_layers(task: CueTask, pair: Pair, spec: PathSpec, layers: Sequence[str] | None = None, seed: int = 0,
+                        midpoints: MidpointStore | None = None, endpoints: EndpointRows | None = None) -> list[dict]:
+    """The barriers of every kind of ``spec.kinds`` walked by one layer at a time (``layers``; None: every
+    layer): one row per (kind, layer, view), :func:`~mmc_sweep.paths.layer_barriers`."""
+    ctx = pair_context(task, pair, spec, seed, midpoints, endpoints)
+    return layer_barriers(measure_layers(pair.a, pair.b, task.path_views(spec.views_cue), ctx, layers))
 
 
 # (epoch, metrics of the model after it: train_loss and view metrics, checkpoint() -> state)

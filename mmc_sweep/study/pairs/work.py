@@ -25,10 +25,9 @@ from ray import tune
 
 from mmc_sweep.config import BaseModelSpec, PathSpec, spec_hash, to_dict
 from mmc_sweep.data import CueTask
-from mmc_sweep.experiment import Pair, device_label, endpoint_key, finetune_cue_model, measure_paths, midpoint_key
+from mmc_sweep.experiment import Pair, device_label, finetune_cue_model, measure_pair_layers, measure_paths
 from mmc_sweep.models import CueModel
 from mmc_sweep.pair_matrix import pair_rows
-from mmc_sweep.paths import PairContext, layer_barriers, measure_layers
 from mmc_sweep.results_layout import pair_part_name
 from mmc_sweep.study.definition.spec import StudySpec
 from mmc_sweep.study.pairs.selection import ModelRef
@@ -136,11 +135,8 @@ def _measure(a: ModelRef, b: ModelRef, kind: str, spec: StudySpec, store: Store,
             by_layer = json.loads(store.read_bytes(*record, layers_file(layers)))
         else:
             models = models or (load_model(store, a, task, device), load_model(store, b, task, device))
-            train = {"clean": task.train_clean, "cue": task.train_cue}
-            ends = (endpoint_key(task, a.key, one, SEED), endpoint_key(task, b.key, one, SEED))
-            ctx = PairContext(one, train, SEED, StoreMidpoints(store), midpoint_key(task, Pair(*models, (a.key, b.key)), one),
-                              ENDPOINTS, ends)
-            by_layer = layer_barriers(measure_layers(*models, task.path_views(one.views_cue), ctx, layers))
+            by_layer = measure_pair_layers(task, Pair(*models, (a.key, b.key)), one, layers, SEED, StoreMidpoints(store),
+                                           ENDPOINTS)
             store.write_bytes(json.dumps(by_layer).encode(), *record, layers_file(layers))
     _write(store, spec, a, b, kind, key, rows, by_layer, reused, time.perf_counter() - started, device_label(device))
     barrier = {r["view"]: r["barrier_loss"] for r in rows}
