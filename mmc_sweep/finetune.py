@@ -78,13 +78,16 @@ def _fresh_copy(cue_model: CueModel) -> CueModel:
     return model
 
 
+def _loop(spec: FinetuneSpec) -> dict:
+    """What every stage's training loop takes from ``spec`` alike (full fine-tuning, the LLRT head, the LPFT probe)."""
+    return {"momentum": spec.momentum, "batch_size": spec.batch_size, "seed": spec.seed, "schedule": spec.schedule,
+            "nesterov": spec.nesterov, "even_batches": spec.batching == "even"}
+
+
 def _fit_full(model: CueModel, step_loss, clean: ImageSet, spec: FinetuneSpec, on_epoch, resume) -> None:
     fit(
         model, model.parameters(), step_loss, clean,
-        epochs=spec.epochs, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
-        batch_size=spec.batch_size, seed=spec.seed, schedule=spec.schedule, nesterov=spec.nesterov,
-        even_batches=spec.batching == "even", on_epoch=on_epoch,
-        resume=resume,
+        epochs=spec.epochs, lr=spec.lr, weight_decay=spec.weight_decay, **_loop(spec), on_epoch=on_epoch, resume=resume,
     )
 
 
@@ -121,10 +124,7 @@ def _probe(model: CueModel, clean: ImageSet, spec: FinetuneSpec, recipe: tuple[i
     fit(
         model, model.head.parameters(), lambda f, y, epoch, rng: F.cross_entropy(model.head(f.flatten(1)), y),
         ImageSet(feats[:, :, None, None], clean.y),
-        epochs=epochs, lr=lr, momentum=spec.momentum, weight_decay=weight_decay,
-        batch_size=spec.batch_size, seed=spec.seed, schedule=spec.schedule, nesterov=spec.nesterov,
-        even_batches=spec.batching == "even", on_epoch=on_epoch,
-        resume=resume,
+        epochs=epochs, lr=lr, weight_decay=weight_decay, **_loop(spec), on_epoch=on_epoch, resume=resume,
     )
 
 
