@@ -70,7 +70,9 @@ def _measure(spec: StudySpec, stored: RunOptions, store: Store, refs: list[Model
 
     done_before = written()
     missing = [(a, b, kind) for a, b in pair_list(refs) for kind in kinds_wanted if not done_before(a, b, kind)]
-    todo = [(a, b, kind) for a, b, kind in missing if not copy_recorded(store, spec, a, b, kind, paths, layer_names)]
+    recorded = set(store.list("pairs"))  # pairs measured before by any study of this storage
+    todo = [(a, b, kind) for a, b, kind in missing
+            if not copy_recorded(store, spec, a, b, kind, paths, layer_names, recorded)]
     needed = {r.id for a, b, _ in todo for r in (a, b)}
     remake = [r for r in refs if r.id in needed and isinstance(r.key, FinetunedSpec) and not has_base(store, r.key)]
     total = len(pair_list(refs)) * len(kinds_wanted)

@@ -101,12 +101,13 @@ def layers_file(layers: tuple[str, ...]) -> str:
 
 
 def copy_recorded(store: Store, spec: StudySpec, a: ModelRef, b: ModelRef, kind: str, paths: PathSpec,
-                  layers: tuple[str, ...] | None) -> bool:
+                  layers: tuple[str, ...] | None, recorded: set[str]) -> bool:
     """Write the pair's part files from its record when everything asked for was measured before (the
-    driver does it: no trial needed); False when something is missing."""
+    driver does it: no trial needed); False when something is missing. ``recorded``: the record keys
+    of the storage (one listing of ``pairs/``, not a request per pair that was never measured)."""
     key, record = pair_record(spec, a, b, dataclasses.replace(paths, kinds=(kind,)))
     wanted = ["pair.json"] + ([layers_file(layers)] if layers is not None else [])
-    if not all(store.exists(*record, name) for name in wanted):
+    if key not in recorded or not all(store.exists(*record, name) for name in wanted):
         return False
     by_layer = json.loads(store.read_bytes(*record, wanted[1])) if layers is not None else None
     _write(store, spec, a, b, kind, key, json.loads(store.read_bytes(*record, "pair.json")), by_layer, True,
