@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -282,6 +283,30 @@ def test_a_second_study_reuses_the_stored_midpoints(grid_study, tmp_path):
     by_method = {r["method"]: r for r in trials}  # each with its QMC barrier, from a reused midpoint
     for method, path in (("none", "ft_to_clean"), ("base_clean", "cue_to_clean"), ("control_clean", "clean_to_clean")):
         assert by_method[method][f"barrier_loss_qmc_{path}_cue"] is not None, method
+
+
+def test_the_pairs_command_measures_aligned_and_curved_paths_as_the_study_did(grid_study, tmp_path, capsys):
+    """`pairs --kinds lmcp,qmc` between a seed's cue model, its clean reference and the other seed's: the
+    base pair and the control pair measured again give the study's own barriers (same alignment, the
+    stored midpoints reused); the pair the study never measured gets a midpoint trained and stored."""
+    _, root, _ = grid_study
+    store = tmp_path / "store"
+    shutil.copytree(root / "store", store)  # pairs add tables, a record of pairs and a midpoint
+    midpoints = len(list((store / "midpoints").glob("*/midpoint.pt")))
+    folder = store / "grid"
+    assert main(["pairs", str(folder), "--models", "base_cue_s0,base_clean_s0,base_clean_s1", "--kinds", "lmcp,qmc"]) == 0
+    capsys.readouterr()
+    pairs = {(r["model_a"], r["model_b"], r["kind"], r["view"]): r["barrier_loss"] for r in _table(folder, "pairs")}
+    assert len(pairs) == 3 * 2 * len(VIEWS)
+    trials = {r["trial_id"]: r for r in _table(folder, "trials")}
+    for kind in ("lmcp", "qmc"):
+        for view in VIEWS:
+            assert pairs[("base_cue_s0", "base_clean_s0", kind, view)] == pytest.approx(
+                trials["base_clean_s0"][f"barrier_loss_{kind}_cue_to_clean_{view}"], abs=1e-6), (kind, view)
+            assert pairs[("base_clean_s0", "base_clean_s1", kind, view)] == pytest.approx(
+                trials["control_clean_s0_s1"][f"barrier_loss_{kind}_clean_to_clean_{view}"], abs=1e-6), (kind, view)
+            assert pairs[("base_cue_s0", "base_clean_s1", kind, view)] is not None
+    assert len(list((store / "midpoints").glob("*/midpoint.pt"))) == midpoints + 1  # cue s0 to clean s1
 
 
 def test_analyze_and_plot_a_study_with_every_kind(grid_study, tmp_path, capsys):
