@@ -80,7 +80,7 @@ def _measure(spec: StudySpec, stored: RunOptions, store: Store, refs: list[Model
                   f"({total - len(missing)} written before, {len(missing) - len(todo)} copied from the record of "
                   f"pairs measured before); {len(remake)} fine-tuned model(s) to re-make")
     if todo:
-        from mmc_sweep.study.run.cluster import START_UP_INTERRUPTED, connect_ray
+        from mmc_sweep.study.run.cluster import connect_ray
         from mmc_sweep.study.run.interrupt import INTERRUPTS, StartUpInterrupted
 
         with INTERRUPTS:  # Ctrl-C / SIGTERM: Tune's graceful stop, then 130 / 143; what is written stays
@@ -88,8 +88,7 @@ def _measure(spec: StudySpec, stored: RunOptions, store: Store, refs: list[Model
                 with INTERRUPTS.around_ray_start():
                     connect_ray(dataclasses.replace(options, storage=stored.storage))
             except StartUpInterrupted:
-                if INTERRUPTS.claim_start_up_report():  # else the watcher of a blocked ray.init said it
-                    console.print(START_UP_INTERRUPTED, markup=False, highlight=False)
+                INTERRUPTS.report_start_up(console)
                 return INTERRUPTS.exit_code
             INTERRUPTS.starting = False
             by_id = {r.id: r for r in refs}

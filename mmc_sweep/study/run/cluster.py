@@ -72,9 +72,6 @@ def connect_ray(options: RunOptions) -> None:
             held.release(replay=connected)
 
 
-START_UP_INTERRUPTED = "interrupted while starting: nothing was written"
-
-
 class _SignalsWhileJoining:
     """Joining a cluster, ``ray.init`` can block inside C++ for half a minute (a head that accepts and never
     answers), where no Python signal handler runs. Python's C-level handler still writes each signal's
@@ -90,7 +87,7 @@ class _SignalsWhileJoining:
     def _watch(self, out_fd: int) -> None:
         while data := os.read(self._read, 1):  # b"": closed, joining is over
             if data[0] in (signal.SIGINT, signal.SIGTERM):
-                from mmc_sweep.study.run.interrupt import INTERRUPTS
+                from mmc_sweep.study.run.interrupt import INTERRUPTS, START_UP_INTERRUPTED
 
                 if not INTERRUPTS.claim_start_up_report():  # the main thread got there first, and says so
                     break

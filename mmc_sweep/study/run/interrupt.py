@@ -24,6 +24,8 @@ from typing import Iterator
 
 from mmc_sweep.study.faults import fault
 
+START_UP_INTERRUPTED = "interrupted while starting: nothing was written"
+
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PHASES = ("start", "base", "reference", "search", "compaction", "summary")  # where a test may signal (signal_at)
 
@@ -88,6 +90,11 @@ class Interrupts:
         """True for the one caller that reports an interrupted start-up: the main thread, or the watcher
         thread of a blocked ``ray.init`` (:mod:`~mmc_sweep.study.run.cluster`), whichever comes first."""
         return self._start_up_reported.acquire(blocking=False)
+
+    def report_start_up(self, console) -> None:
+        """Print the one line of an interrupted start-up, unless the watcher of a blocked ``ray.init`` printed it."""
+        if self.claim_start_up_report():
+            console.print(START_UP_INTERRUPTED, markup=False, highlight=False)
 
     @property
     def stopping(self) -> bool:

@@ -10,7 +10,7 @@ from rich.console import Console
 from mmc_sweep.study.definition.folder import STUDY_FILE, check_study_name
 from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.definition.spec import StudySpec, dump_study
-from mmc_sweep.study.run.cluster import START_UP_INTERRUPTED, check_fits_a_node, connect_ray
+from mmc_sweep.study.run.cluster import check_fits_a_node, connect_ray
 from mmc_sweep.study.run.outcome import StudyOutcome, timed
 from mmc_sweep.study.storage.store import Store
 
@@ -42,8 +42,7 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
             INTERRUPTS.fault_point("start")
             check_fits_a_node(spec)  # needs the cluster; still nothing written
         except StartUpInterrupted:
-            if INTERRUPTS.claim_start_up_report():  # else the watcher of a blocked ray.init said it
-                console.print(START_UP_INTERRUPTED, markup=False, highlight=False)
+            INTERRUPTS.report_start_up(console)
             return StudyOutcome(INTERRUPTS.exit_code, store.uri_of(spec.name), 0, 0, seconds)
         INTERRUPTS.starting = False  # from here a signal stops the study gracefully
         if not store.exists(spec.name, STUDY_FILE):
