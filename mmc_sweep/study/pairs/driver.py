@@ -9,7 +9,6 @@ A run holds the study's lock (one writer at a time) and compacts the study's tab
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import sys
@@ -25,8 +24,7 @@ from mmc_sweep.study.definition.options import RunOptions
 from mmc_sweep.study.definition.spec import StudySpec
 from mmc_sweep.study.pairs.selection import ModelRef, check_kinds, check_layers, pair_list, select_models
 from mmc_sweep.study.storage.artifacts import has_base
-from mmc_sweep.study.storage.compaction import recover_study
-from mmc_sweep.study.storage.lock import study_lock
+from mmc_sweep.study.storage.compaction import held_study
 from mmc_sweep.study.storage.results import check_results_readable, part_ids
 from mmc_sweep.study.storage.store import Store
 
@@ -50,9 +48,7 @@ def run_pairs(study_dir: str, models: str, kinds: str, layers: str | None, optio
     folder = None if store.local_root is None else store.local_root / spec.name
     if folder:
         check_results_readable(store, spec.name)
-    with study_lock(folder) if folder else contextlib.nullcontext():
-        if folder:
-            recover_study(folder)  # a compaction that died half-way is finished or undone
+    with held_study(folder):
         return _measure(spec, stored, store, refs, kinds_wanted, layer_names, options, console)
 
 

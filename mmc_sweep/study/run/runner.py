@@ -2,7 +2,6 @@
 write the spec, take the study's lock, run the study's one Ray Tune experiment (``stages.py``)."""
 from __future__ import annotations
 
-import contextlib
 import sys
 
 from rich.console import Console
@@ -20,8 +19,8 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
     from mmc_sweep.study.run.interrupt import INTERRUPTS, StartUpInterrupted
     from mmc_sweep.study.run.stages import run_stages
     from mmc_sweep.study.search.record import OptunaRecord
-    from mmc_sweep.study.storage.compaction import recover_study
-    from mmc_sweep.study.storage.lock import check_not_in_use, study_lock
+    from mmc_sweep.study.storage.compaction import held_study
+    from mmc_sweep.study.storage.lock import check_not_in_use
     from mmc_sweep.study.storage.results import check_results_readable
 
     console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs: do not wrap at 80
@@ -47,7 +46,5 @@ def run(spec: StudySpec, options: RunOptions, console: Console | None = None) ->
         INTERRUPTS.starting = False  # from here a signal stops the study gracefully
         if not store.exists(spec.name, STUDY_FILE):
             store.write_bytes(dump_study(spec).encode(), spec.name, STUDY_FILE)
-        with study_lock(folder) if folder else contextlib.nullcontext():
-            if folder:
-                recover_study(folder)  # a compaction that died half-way is finished or undone
+        with held_study(folder):
             return run_stages(spec, store, options, console, seconds)

@@ -22,8 +22,10 @@ import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +35,7 @@ from mmc_sweep.results_layout import (COMPACTED_PREFIX, MARKER, SPEC_HASH_KEY, S
                                       is_compacted, is_visible_parquet, row_ids, spec_hashes_in, staging_folder,
                                       trial_ids_in)
 from mmc_sweep.study.faults import kill_if
+from mmc_sweep.study.storage.lock import study_lock
 from mmc_sweep.study.storage.results import COMMIT_TABLES, PAIR_TABLES, TABLES, finished_trials, part_ids
 from mmc_sweep.study.storage.store import Store
 
@@ -81,6 +84,18 @@ def recover(results: Path, table: str) -> None:
 def recover_study(study_dir: Path) -> None:
     for table in TABLES + PAIR_TABLES:
         recover(Path(study_dir) / "results", table)
+
+
+@contextmanager
+def held_study(study_dir: Path | None) -> Iterator[None]:
+    """Hold the study's lock (one writer at a time), a compaction that died half-way finished or undone
+    first; nothing to hold for a study in an object store (``None``: no lock and no compaction there)."""
+    if study_dir is None:
+        yield
+        return
+    with study_lock(study_dir):
+        recover_study(study_dir)
+        yield
 
 
 def compact_study(study_dir: Path, exchange: bool = True) -> list[TableCompaction]:
