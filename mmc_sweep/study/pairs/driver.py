@@ -58,20 +58,21 @@ def _measure(spec: StudySpec, stored: RunOptions, store: Store, refs: list[Model
     paths = dataclasses.replace(spec.paths, kinds=kinds_wanted)
     from mmc_sweep.study.pairs.work import copy_recorded
 
-    def written() -> Callable[[object, object, str], bool]:
-        """Whether a pair's rows are written: one listing per table (and compacted files' footers)."""
+    def unwritten(jobs: list[tuple[ModelRef, ModelRef, str]]) -> list[tuple[ModelRef, ModelRef, str]]:
+        """The pairs and kinds among ``jobs`` whose rows are not written: one listing per table (and
+        compacted files' footers)."""
         tables = ("pairs",) + (("layers",) if layer_names is not None else ())
         names = set.intersection(*(part_ids(store, spec.name, t) for t in tables))
-        return lambda a, b, kind: pair_part_name(a.id, b.id, kind) in names
+        return [(a, b, kind) for a, b, kind in jobs if pair_part_name(a.id, b.id, kind) not in names]
 
-    done_before = written()
-    missing = [(a, b, kind) for a, b in pair_list(refs) for kind in kinds_wanted if not done_before(a, b, kind)]
+    jobs = [(a, b, kind) for a, b in pair_list(refs) for kind in kinds_wanted]
+    missing = unwritten(jobs)
     recorded = set(store.list("pairs"))  # pairs measured before by any study of this storage
     todo = [(a, b, kind) for a, b, kind in missing
             if not copy_recorded(store, spec, a, b, kind, paths, layer_names, recorded)]
     needed = {r.id for a, b, _ in todo for r in (a, b)}
     remake = [r for r in refs if r.id in needed and isinstance(r.key, FinetunedSpec) and not has_base(store, r.key)]
-    total = len(pair_list(refs)) * len(kinds_wanted)
+    total = len(jobs)
     console.print(f"pairs of study [bold]{spec.name}[/]: {len(refs)} models, {total} pairs x kinds "
                   f"({total - len(missing)} written before, {len(missing) - len(todo)} copied from the record of "
                   f"pairs measured before); {len(remake)} fine-tuned model(s) to re-make")
@@ -95,13 +96,11 @@ def _measure(spec: StudySpec, stored: RunOptions, store: Store, refs: list[Model
                 _tune(EXPERIMENTS[1], [{"a": a.id, "b": b.id, "kind": k} for a, b, k in todo], spec, store, by_id,
                       paths, layer_names, console, _pair_line)
         if INTERRUPTS.stopping:
-            done_now = written()
-            done = total - sum(not done_now(*t) for t in todo)
+            done = total - len(unwritten(todo))
             console.print(f"interrupted: {done} of {total} pairs x kinds written; the same command measures the rest",
                           markup=False, highlight=False)
             return INTERRUPTS.exit_code
-    done_now = written()
-    left = [t for t in todo if not done_now(*t)]
+    left = unwritten(todo)
     where = store.uri_of(spec.name, "results", "pairs")
     if left:
         console.print(f"[red]{len(left)} of {total} pairs not measured[/] (see the Ray logs, --verbose); "
